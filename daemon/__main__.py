@@ -1,0 +1,3 @@
+from voicewatch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""SpeakerBank: enrolled exemplar embeddings per speaker, scored for a whole batch in one product.
+
+Score of a window for a speaker = mean of its top-k (default 5) cosine similarities with that
+speaker's exemplars (the mean of all when there are fewer). Exemplars are kept as one padded
+(speakers × exemplars × dim) tensor so a tick's batch is scored with one matmul and one top-k.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+import torch
+
+from voicewatch.atomicfile import atomic_write_bytes
+from voicewatch.names import check_name
+
+BANK_FORMAT = "voicewatch.bank"
+BANK_VERSION = 1
+
+
+class BankError(ValueError):
+    """A bank file that is unreadable, of another format, or made with a different embedder."""
+
+
+class UnknownSpeakerError(KeyError):
+    def __str__(self) -> str:
+        return f"no speaker named {self.args[0]!r} in the bank"
+
+
+class SpeakerBank:
+    def __init__(self, embedder_id: str, dim: int, default_threshold: float = 0.7, top_k: int = 5) -> None:
+        self.embedder_id = embedder_id
+        self.dim = dim
+        self.default_threshold = default_threshold
+        self.top_k = top_k
+        self._exemplars: dict[str, torch.Tensor] = {}
+        self._thresholds: dict[str, float] = {}
+        self._packed: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    # -- contents ---------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return list(self._exemplars)
+
+    def __len__(self) -> int:
+        return len(self._exemplars)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._exemplars
+
+    def exemplars(self, name: str) -> torch.Tensor:
+        if name not in self._exemplars:
+            raise UnknownSpeakerError(name)
+        return self._exemplars[name]
+
+    def threshold(self, name: str) -> float:
+        if name not in self._exemplars:
+            raise UnknownSpeakerError(name)
+        return self._thresholds.get(name, self.default_threshold)
+
+    def thresholds(self) -> torch.Tensor:
+        """[S] thresholds in `names` order."""
+        return torch.tensor([self.threshold(n) for n in self.names], dtype=torch.float32)
+
+    def enroll(self, name: str, embeddings: torch.Tensor, threshold: float | None = None) -> None:
+        """Add exemplars (unit vectors [N, D]) to a speaker, creating it when new."""
+        check_name("speaker", name)
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.dim or embeddings.shape[0] == 0:
+            raise ValueError(f"expected [N, {self.dim}] embeddings, got {tuple(embeddings.shape)}")
+        embeddings = torch.nn.functional.normalize(embeddings.detach().float().cpu(), dim=-1)
+        old = self._exemplars.get(name)
+        self._exemplars[name] = embeddings if old is None else torch.cat([old, embeddings])
+        if threshold is not None:
+            self.set_threshold(name, threshold)
+        self._packed = None
+
+    def set_threshold(self, name: str, threshold: float) -> None:
+        if name not in self._exemplars:
+            raise UnknownSpeakerError(name)
+        if not -1.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold {threshold} is outside the cosine range [-1, 1]")
+        self._thresholds[name] = float(threshold)
+
+    def remove(self, name: str) -> None:
+        if name not in self._exemplars:
+            raise UnknownSpeakerError(name)
+        del self._exemplars[name]
+        self._thresholds.pop(name, None)
+        self._packed = None
+
+    # -- scoring ----------------------------------------------------------------------------
+    def _pack(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(flat exemplars [S*E, D], padding mask [S, E], k per speaker [S]) on `device`."""
+        if self._packed is None or self._packed[0].device != device:
+            counts = torch.tensor([len(e) for e in self._exemplars.values()], dtype=torch.long)
+            width = int(counts.max()) if len(counts) else 0
+            padded = torch.zeros(len(counts), width, self.dim)
+            for row, exemplars in enumerate(self._exemplars.values()):
+                padded[row, : len(exemplars)] = exemplars
+            valid = torch.arange(width)[None, :] < counts[:, None]
+            k = counts.clamp(max=self.top_k)
+            self._packed = (padded.reshape(-1, self.dim).to(device), valid.to(device), k.to(device))
+        return self._packed
+
+    def score(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """[B, D] unit vectors → [B, S] top-k mean cosine scores, speakers in `names` order."""
+        batch = embeddings.shape[0]
+        if not self._exemplars:
+            return embeddings.new_zeros(batch, 0)
+        flat, valid, k = self._pack(embeddings.device)
+        speakers, width = valid.shape
+        sims = (embeddings @ flat.T).view(batch, speakers, width)
+        sims = sims.masked_fill(~valid, float("-inf"))
+        top = sims.topk(min(self.top_k, width), dim=-1).values  # [B, S, k_max], descending
+        keep = torch.arange(top.shape[-1], device=top.device)[None, None, :] < k[None, :, None]
+        return torch.where(keep, top, 0.0).sum(dim=-1) / k
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the bank atomically; the format holds tensors and JSON only."""
+        names = self.names
+        counts = torch.tensor([len(self._exemplars[n]) for n in names], dtype=torch.long)
+        width = int(counts.max()) if names else 0
+        padded = torch.zeros(len(names), width, self.dim)
+        for row, name in enumerate(names):
+            padded[row, : counts[row]] = self._exemplars[name]
+        meta = {
+            "format": BANK_FORMAT,
+            "version": str(BANK_VERSION),
+            "embedder_id": self.embedder_id,
+            "dim": str(self.dim),
+            "default_threshold": repr(self.default_threshold),
+            "top_k": str(self.top_k),
+            "speakers": json.dumps([{"name": n, "threshold": self._thresholds.get(n)} for n in names]),
+        }
+        data = safetensors.torch.save({"exemplars": padded, "counts": counts}, metadata=meta)
+        atomic_write_bytes(Path(path), data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], embedder_id: str | None = None) -> "SpeakerBank":
+        """Load a bank; with `embedder_id`, refuse a bank enrolled with another model."""
+        try:
+            with safetensors.safe_open(str(path), framework="pt") as handle:
+                meta = handle.metadata() or {}
+                exemplars = handle.get_tensor("exemplars")
+                counts = handle.get_tensor("counts")
+        except FileNotFoundError:
+            raise BankError(f"bank file {path} does not exist (create it with `voicewatch enroll`)") from None
+        except Exception as exc:
+            raise BankError(f"bank file {path} is not a readable bank: {exc}") from None
+        if meta.get("format") != BANK_FORMAT or meta.get("version") != str(BANK_VERSION):
+            raise BankError(f"{path} is not a voicewatch bank of version {BANK_VERSION}")
+        if embedder_id is not None and meta.get("embedder_id") != embedder_id:
+            raise BankError(
+                f"{path} was enrolled with embedder {meta.get('embedder_id')}, but the loaded model is "
+                f"{embedder_id}; re-enroll the speakers with this model"
+            )
+        try:
+            bank = cls(meta["embedder_id"], int(meta["dim"]), float(meta["default_threshold"]), int(meta["top_k"]))
+            speakers = json.loads(meta["speakers"])
+            if exemplars.shape[0] != len(speakers) or counts.shape[0] != len(speakers):
+                raise ValueError("speaker list and tensors disagree")
+            for row, speaker in enumerate(speakers):
+                bank.enroll(speaker["name"], exemplars[row, : int(counts[row])], speaker.get("threshold"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BankError(f"{path} is a damaged bank: {exc}") from None
+        return bank

@@ -1,0 +1,240 @@
+"""The `voicewatch` command: parse, configure logging, wire objects, run. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Callable, Sequence
+
+_LOG = logging.getLogger("voicewatch")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from voicewatch.config import load_config
+    from voicewatch.service import Core, load_model_and_bank
+
+    config = load_config(args.config)
+    logging.getLogger().setLevel(config.log_level)
+    embedder, bank = load_model_and_bank(config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Core(config, embedder, bank).run(stop)
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from voicewatch.config import load_config
+    from voicewatch.plugins.replay import stream_names
+    from voicewatch.scan import scan, segments
+    from voicewatch.service import load_model_and_bank
+    from voicewatch.tail import format_event
+
+    config = load_config(args.config)
+    if args.bank or args.model:
+        import dataclasses
+
+        config = dataclasses.replace(
+            config,
+            bank=dataclasses.replace(config.bank, path=args.bank or config.bank.path),
+            model=dataclasses.replace(config.model, path=args.model or config.model.path),
+        )
+    embedder, bank = load_model_and_bank(config)
+    events = scan(args.files, stream_names(args.files, args.stream), embedder, bank, config)
+    for segment in segments(events):
+        if args.json:
+            print(json.dumps(segment.__dict__))
+        else:
+            from voicewatch.protocol import Event
+
+            print(format_event(Event(type="end", **segment.__dict__)))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from voicewatch.plugins.replay import ReplaySource
+
+    return ReplaySource().run(args)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from voicewatch.events import subscription_topics
+    from voicewatch.tail import follow, print_events
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    topics = subscription_topics(args.stream, args.speaker, include_streams=args.speaker is None)
+    try:
+        follow(args.connect, topics, print_events(args.json), stop)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from voicewatch.bank import SpeakerBank
+    from voicewatch.embedder import Embedder
+    from voicewatch.enrollment import embed_clips
+
+    embedder = Embedder.load(args.model)
+    if Path(args.bank).exists():
+        bank = SpeakerBank.load(args.bank, embedder_id=embedder.model_id)
+    else:
+        bank = SpeakerBank(embedder.model_id, embedder.dim)
+    from voicewatch.names import check_name
+
+    check_name("speaker", args.name)
+    embeddings = embed_clips(embedder, args.clips, args.min_speech)
+    bank.enroll(args.name, embeddings, args.threshold)
+    bank.save(args.bank)
+    print(f"enrolled {args.name}: {len(embeddings)} exemplars ({len(bank.exemplars(args.name))} in all) → {args.bank}")
+    return 0
+
+
+def _speakers(args: argparse.Namespace) -> int:
+    from voicewatch.bank import SpeakerBank
+
+    bank = SpeakerBank.load(args.bank)
+    changed = False
+    for name in args.remove or []:
+        bank.remove(name)
+        changed = True
+    for assignment in args.set_threshold or []:
+        name, _, value = assignment.partition("=")
+        bank.set_threshold(name, float(value))
+        changed = True
+    if changed:
+        bank.save(args.bank)
+    rows = [{"name": n, "exemplars": len(bank.exemplars(n)), "threshold": bank.threshold(n)} for n in bank.names]
+    if args.json:
+        print(json.dumps({"embedder_id": bank.embedder_id, "speakers": rows}))
+    else:
+        for row in rows:
+            print(f"{row['name']:<24} {row['exemplars']:>5} exemplars  threshold {row['threshold']:.3f}")
+        if not rows:
+            print("(no speakers)")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from voicewatch.demo import run_demo
+
+    return run_demo(args.speed)
+
+
+def _source(args: argparse.Namespace) -> int:
+    return args.plugin.run(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from voicewatch.training import train
+
+    return train.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from voicewatch.plugins.replay import ReplaySource, parse_speed
+
+    parser = argparse.ArgumentParser(prog="voicewatch", description="Find one voice in many audio streams.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    run = command("run", _run, "run the core: ingest frames over ZeroMQ, publish detection events")
+    run.add_argument("-c", "--config", help="YAML config (default: built-in defaults, as in config.yaml)")
+
+    scan = command("scan", _scan, "run the same pipeline in-process on recordings and print the segments")
+    scan.add_argument("files", nargs="+", metavar="FILE")
+    scan.add_argument("--bank", help="speaker bank (default: the config's, else the shipped demo bank)")
+    scan.add_argument("--model", help="embedder checkpoint (default: the config's, else the shipped model)")
+    scan.add_argument("--stream", help="stream name (default: the file name)")
+    scan.add_argument("-c", "--config", help="YAML config for windows and detector settings")
+    scan.add_argument("--json", action="store_true", help="one JSON object per segment")
+
+    ReplaySource().add_arguments(command("replay", _replay, ReplaySource.help))
+
+    tail = command("tail", _tail, "subscribe to a core and print its events")
+    tail.add_argument("--connect", default="tcp://127.0.0.1:5556", metavar="ENDPOINT",
+                      help="the core's events endpoint (default %(default)s)")
+    tail.add_argument("--stream", help="only this stream")
+    tail.add_argument("--speaker", help="only this speaker's segments")
+    tail.add_argument("--json", action="store_true", help="print events as JSON lines")
+
+    enroll = command("enroll", _enroll, "add a speaker to a bank from WAV/FLAC clips")
+    enroll.add_argument("name", metavar="NAME")
+    enroll.add_argument("clips", nargs="+", metavar="CLIP")
+    enroll.add_argument("--bank", required=True, help="bank file (created when missing)")
+    enroll.add_argument("--model", help="embedder checkpoint (default: the shipped model)")
+    enroll.add_argument("--min-speech", type=float, default=10.0, help="seconds of speech required (default 10)")
+    enroll.add_argument("--threshold", type=float, help="this speaker's threshold (default: the bank's)")
+
+    speakers = command("speakers", _speakers, "list a bank's speakers; remove them or set thresholds")
+    speakers.add_argument("--bank", required=True)
+    speakers.add_argument("--remove", action="append", metavar="NAME")
+    speakers.add_argument("--set-threshold", action="append", metavar="NAME=VALUE")
+    speakers.add_argument("--json", action="store_true")
+
+    demo = command("demo", _demo, "start a core, replay the shipped demo recording, print found vs true timeline")
+    demo.add_argument("--speed", type=parse_speed, default=None, help="replay speed (default: max)")
+
+    source = command("source", _source, "run a source plugin that feeds a core")
+    from voicewatch.plugins import registry
+
+    plugins = source.add_subparsers(dest="plugin_name", required=True, metavar="PLUGIN")
+    for name in sorted(registry.available()):
+        try:
+            plugin = registry.load(name)
+        except registry.PluginError as exc:
+            _LOG.debug("%s", exc)
+            continue
+        sub = plugins.add_parser(name, help=plugin.help, description=plugin.help)
+        plugin.add_arguments(sub)
+        sub.set_defaults(plugin=plugin)
+
+    train = command("train", _train, "train the conv1d embedder with mined triplets")
+    try:
+        from voicewatch.training import train as training
+
+        training.add_arguments(train)
+    except ImportError as exc:  # training needs extras; say how to get them
+        train.set_defaults(handler=lambda _a: _missing("train", exc))
+    return parser
+
+
+def _missing(what: str, exc: ImportError) -> int:
+    print(f"voicewatch {what} needs extra packages ({exc}); install them with: pip install 'voicewatch[train]'",
+          file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from voicewatch.audiofile import AudioFileError
+    from voicewatch.bank import BankError, UnknownSpeakerError
+    from voicewatch.config import ConfigError
+    from voicewatch.embedder import CheckpointError
+    from voicewatch.enrollment import EnrollmentError
+
+    try:
+        return int(args.handler(args))
+    except (ConfigError, CheckpointError, BankError, AudioFileError, EnrollmentError, UnknownSpeakerError,
+            ValueError, TimeoutError) as exc:
+        print(f"voicewatch {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,197 @@
+"""Typed, validated configuration: `yaml.safe_load` once → frozen dataclasses.
+
+A bad value fails at start with the key, the value and what is allowed; unknown keys fail too,
+because a typo that silently keeps a default is worse than an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise ConfigError(f"config key {key}: {value!r} is invalid; allowed: {allowed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestConfig:
+    endpoint: str = "tcp://127.0.0.1:5555"
+    """Where sources PUSH frames; the core binds a PULL socket here."""
+    max_frame_bytes: int = 1 << 20
+    """Frames larger than this are dropped (reason `too_large`)."""
+    max_streams: int = 1024
+    """Frames of a new stream beyond this many live streams are dropped (`too_many_streams`)."""
+    receive_hwm: int = 10000
+    """ZeroMQ receive high-water mark: beyond it, senders block (PUSH) instead of growing memory."""
+
+    def validate(self) -> None:
+        _check_endpoint("ingest.endpoint", self.endpoint)
+        _check(1024 <= self.max_frame_bytes <= 64 << 20, "ingest.max_frame_bytes", self.max_frame_bytes, "1024 to 64 MiB")
+        _check(1 <= self.max_streams <= 100_000, "ingest.max_streams", self.max_streams, "1 to 100000")
+        _check(self.receive_hwm >= 1, "ingest.receive_hwm", self.receive_hwm, ">= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class EventsConfig:
+    endpoint: str = "tcp://127.0.0.1:5556"
+    """Where subscribers connect; the core binds a PUB socket here."""
+    heartbeat_s: float = 1.0
+    """Seconds between the core's `status` heartbeats (stream `_core`)."""
+
+    def validate(self) -> None:
+        _check_endpoint("events.endpoint", self.endpoint)
+        _check(0.05 <= self.heartbeat_s <= 3600, "events.heartbeat_s", self.heartbeat_s, "0.05 to 3600 seconds")
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowConfig:
+    length_s: float = 2.0
+    """Window length in seconds (the model is trained on 2 s)."""
+    hop_s: float = 1.0
+    """Step between window starts; segment edges are accurate to about one hop."""
+
+    def validate(self) -> None:
+        _check(0.5 <= self.length_s <= 10.0, "windows.length_s", self.length_s, "0.5 to 10 seconds")
+        _check(0.05 <= self.hop_s <= self.length_s, "windows.hop_s", self.hop_s, f"0.05 to windows.length_s ({self.length_s})")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    path: str | None = None
+    """Embedder checkpoint (safetensors); null = the model shipped with voicewatch."""
+    device: str = "auto"
+    """`auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`."""
+
+    def validate(self) -> None:
+        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+               "model.device", self.device, "auto, cpu, cuda, cuda:N")
+
+
+@dataclasses.dataclass(frozen=True)
+class BankConfig:
+    path: str | None = None
+    """Speaker bank file; null = the demo bank shipped with voicewatch."""
+    threshold: float | None = None
+    """Override the bank's default threshold (mean of top-5 cosine); null keeps the bank's."""
+
+    def validate(self) -> None:
+        if self.threshold is not None:
+            _check(-1.0 <= self.threshold <= 1.0, "bank.threshold", self.threshold, "-1.0 to 1.0")
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorConfig:
+    open_windows: int = 1
+    """Consecutive positive windows needed before a segment is published."""
+    close_windows: int = 2
+    """Consecutive negative windows that end a segment (1 = end at the first negative one)."""
+    min_segment_s: float = 2.0
+    """Segments shorter than this are never published."""
+
+    def validate(self) -> None:
+        _check(1 <= self.open_windows <= 100, "detector.open_windows", self.open_windows, "1 to 100")
+        _check(1 <= self.close_windows <= 100, "detector.close_windows", self.close_windows, "1 to 100")
+        _check(0.0 <= self.min_segment_s <= 3600, "detector.min_segment_s", self.min_segment_s, "0 to 3600")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessingConfig:
+    max_batch_windows: int = 2048
+    """Most windows embedded in one tick; more waiting windows go to the next tick."""
+    max_messages_per_tick: int = 20000
+    """Most ingest frames read before the ready windows are processed."""
+
+    def validate(self) -> None:
+        _check(1 <= self.max_batch_windows <= 65536, "processing.max_batch_windows", self.max_batch_windows, "1 to 65536")
+        _check(1 <= self.max_messages_per_tick <= 1_000_000, "processing.max_messages_per_tick",
+               self.max_messages_per_tick, "1 to 1000000")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    ingest: IngestConfig = IngestConfig()
+    events: EventsConfig = EventsConfig()
+    windows: WindowConfig = WindowConfig()
+    model: ModelConfig = ModelConfig()
+    bank: BankConfig = BankConfig()
+    detector: DetectorConfig = DetectorConfig()
+    processing: ProcessingConfig = ProcessingConfig()
+    log_level: str = "INFO"
+
+    def validate(self) -> "Config":
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if hasattr(value, "validate"):
+                value.validate()
+        _check(self.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level", self.log_level,
+               "DEBUG, INFO, WARNING, ERROR")
+        return self
+
+
+def _check_endpoint(key: str, endpoint: str) -> None:
+    _check(isinstance(endpoint, str) and endpoint.split("://")[0] in ("tcp", "ipc", "inproc"), key, endpoint,
+           "tcp://HOST:PORT or ipc://PATH")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Recursively turn a mapping into `cls`, checking names and scalar types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config key {prefix or '<top>'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in sorted(unknown))}; known: {sorted(names)}")
+    values = {}
+    for name, value in data.items():
+        key, kind = prefix + name, hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, value, key + ".")
+        else:
+            values[name] = _coerce(key, value, kind)
+    return cls(**values)
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    allowed = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ConfigError(f"config key {key}: null is not allowed")
+    for option in allowed:
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option in (int, str, bool) and type(value) is option:
+            return value
+    names = " or ".join(getattr(a, "__name__", str(a)) for a in allowed)
+    raise ConfigError(f"config key {key}: {value!r} is invalid; expected {names}")
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate a YAML config file (None = built-in defaults, as in the repo's config.yaml)."""
+    if path is None:
+        return Config().validate()
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    config: Config = _build(Config, data, "")
+    return config.validate()

@@ -1,0 +1,96 @@
+"""`voicewatch demo`: a real core in a subprocess, the shipped recording replayed into it, the
+events tailed, and the detected timeline printed beside the recording's ground truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import zmq
+
+from voicewatch.protocol import Event
+from voicewatch.scan import Segment, segments
+from voicewatch.shipped import DEMO_RECORDING, DEMO_TRUTH
+from voicewatch.tail import clock
+from voicewatch.plugins.replay import replay
+
+STREAM = "demo"
+
+
+def overlap_f1(found: list[tuple[float, float]], truth: list[tuple[float, float]], step: float = 0.1) -> float:
+    """F1 of speaking/not-speaking over 0.1 s ticks: a simple, honest timeline agreement."""
+    end = max([e for _, e in found + truth], default=0.0)
+    ticks = [i * step + step / 2 for i in range(int(end / step) + 1)]
+    inside = lambda t, spans: any(s <= t < e for s, e in spans)  # noqa: E731
+    tp = sum(inside(t, found) and inside(t, truth) for t in ticks)
+    fp = sum(inside(t, found) and not inside(t, truth) for t in ticks)
+    fn = sum(inside(t, truth) and not inside(t, found) for t in ticks)
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def run_demo(speed: float | None = None, timeout_s: float = 300.0) -> int:
+    truth = json.loads(DEMO_TRUTH.read_text())["speaker_segments"]
+    with tempfile.TemporaryDirectory(prefix="voicewatch-demo-") as tmp:
+        ingest, events = f"ipc://{tmp}/ingest", f"ipc://{tmp}/events"
+        config = Path(tmp, "config.yaml")
+        config.write_text(f"ingest: {{endpoint: '{ingest}'}}\nevents: {{endpoint: '{events}', heartbeat_s: 0.2}}\n")
+        core = subprocess.Popen([sys.executable, "-m", "voicewatch", "run", "-c", str(config)])
+        sub = zmq.Context.instance().socket(zmq.SUB)
+        sub.connect(events)
+        for topic in (f"det.{STREAM}.", "status."):
+            sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        received: list[Event] = []
+        try:
+            print("waiting for the core (loading model and bank)…", flush=True)
+            if not _wait_for(sub, lambda e: e.reason == "heartbeat", core, timeout_s, received):
+                print("the core did not come up", file=sys.stderr)
+                return 1
+            print(f"replaying {DEMO_RECORDING.name} into the core…", flush=True)
+            sender = threading.Thread(target=replay, args=([str(DEMO_RECORDING)], ingest, [STREAM], speed))
+            sender.start()
+            done = _wait_for(sub, lambda e: e.stream == STREAM and e.reason == "eos", core, timeout_s, received)
+            sender.join()
+        finally:
+            core.send_signal(signal.SIGTERM)
+            if core.wait(timeout=30) != 0:
+                print(f"the core exited with {core.returncode}", file=sys.stderr)
+            sub.close(linger=0)
+        if not done:
+            print("the replay did not finish in time", file=sys.stderr)
+            return 1
+    found = segments(received)
+    _print_timeline(found, truth)
+    return 0
+
+
+def _wait_for(sub: zmq.Socket, predicate, core: subprocess.Popen, timeout_s: float, into: list[Event]) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and core.poll() is None:
+        if sub.poll(200):
+            event = Event.from_message(sub.recv_multipart())
+            into.append(event)
+            if predicate(event):
+                return True
+    return False
+
+
+def _print_timeline(found: list[Segment], truth: list[dict]) -> None:
+    print("\nground truth                      detected by voicewatch")
+    speakers = sorted({t["speaker"] for t in truth} | {s.speaker for s in found})
+    for speaker in speakers:
+        spans_t = [(t["start"], t["end"]) for t in truth if t["speaker"] == speaker]
+        spans_f = [(s.start, s.end, s.peak) for s in found if s.speaker == speaker]
+        for i in range(max(len(spans_t), len(spans_f))):
+            left = f"{speaker:<8} {clock(spans_t[i][0])}–{clock(spans_t[i][1])}" if i < len(spans_t) else ""
+            right = (f"{speaker:<8} {clock(spans_f[i][0])}–{clock(spans_f[i][1])}  peak {spans_f[i][2]:.2f}"
+                     if i < len(spans_f) else "")
+            print(f"{left:<34}{right}")
+        f1 = overlap_f1([(s, e) for s, e, _ in spans_f], spans_t)
+        print(f"{speaker}: timeline F1 {f1:.2f} (0.1 s ticks)\n")

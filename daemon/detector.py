@@ -1,0 +1,102 @@
+"""Window scores → per stream × speaker segments: `start`, `update`, `end`, with hysteresis.
+
+A segment begins at the first positive window of a run, is published (`start`) once it has
+`open_windows` positive windows and spans `min_segment_s`, grows with every further positive
+window (`update`), and ends (`end`) after `close_windows` consecutive negative windows — at the
+end of its last positive window. A run that never qualifies is dropped without a word.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from voicewatch.config import DetectorConfig
+from voicewatch.protocol import Event
+from voicewatch.windows import Window
+
+
+@dataclasses.dataclass
+class _Segment:
+    start: float
+    end: float
+    wall_start: float | None
+    peak: float
+    total: float
+    hits: int = 1
+    misses: int = 0
+    published: bool = False
+
+    def event(self, kind: str, stream: str, speaker: str) -> Event:
+        return Event(
+            type=kind,
+            stream=stream,
+            speaker=speaker,
+            start=round(self.start, 6),
+            end=round(self.end, 6),
+            peak=round(self.peak, 4),
+            mean=round(self.total / self.hits, 4),
+            wall_start=None if self.wall_start is None else round(self.wall_start, 6),
+            wall_end=None if self.wall_start is None else round(self.wall_start + self.end - self.start, 6),
+        )
+
+
+class Detector:
+    def __init__(self, config: DetectorConfig) -> None:
+        self.config = config
+        self._segments: dict[str, dict[str, _Segment]] = {}
+
+    def open_segments(self, stream: str) -> int:
+        return len(self._segments.get(stream, {}))
+
+    def observe(self, window: Window, speakers: list[str], scores: np.ndarray, positive: np.ndarray) -> list[Event]:
+        """Advance `window.stream`'s segments by one window; `scores`/`positive` are [S] in `speakers` order."""
+        segments = self._segments.setdefault(window.stream, {})
+        events: list[Event] = []
+        hit_names = set()
+        for index in np.flatnonzero(positive):
+            name, score = speakers[index], float(scores[index])
+            hit_names.add(name)
+            segment = segments.get(name)
+            if segment is None:
+                segment = segments[name] = _Segment(window.start, window.end, window.wall_start, score, score)
+            else:
+                segment.end, segment.hits, segment.misses = window.end, segment.hits + 1, 0
+                segment.peak, segment.total = max(segment.peak, score), segment.total + score
+            if segment.published:
+                events.append(segment.event("update", window.stream, name))
+            elif segment.hits >= self.config.open_windows and (
+                segment.end - segment.start >= self.config.min_segment_s - 1e-9
+            ):
+                segment.published = True
+                events.append(segment.event("start", window.stream, name))
+        for name in [n for n in segments if n not in hit_names]:
+            segment = segments[name]
+            segment.misses += 1
+            if segment.misses >= self.config.close_windows:
+                del segments[name]
+                if segment.published:
+                    events.append(segment.event("end", window.stream, name))
+        if not segments:
+            del self._segments[window.stream]
+        return events
+
+    def close_stream(self, stream: str) -> list[Event]:
+        """End every open segment of `stream` (gap, end of stream, shutdown)."""
+        segments = self._segments.pop(stream, {})
+        return [s.event("end", stream, name) for name, s in segments.items() if s.published]
+
+    def close_speaker(self, speaker: str) -> list[Event]:
+        """End `speaker`'s segments on every stream (the speaker left the bank)."""
+        events = []
+        for stream, segments in list(self._segments.items()):
+            segment = segments.pop(speaker, None)
+            if segment is not None and segment.published:
+                events.append(segment.event("end", stream, speaker))
+            if not segments:
+                del self._segments[stream]
+        return events
+
+    def close_all(self) -> list[Event]:
+        return [event for stream in list(self._segments) for event in self.close_stream(stream)]

@@ -1,0 +1,168 @@
+"""The conv1d speaker embedder: log-MEL (mels as channels) → unit vector, and its checkpoint format.
+
+A checkpoint is one safetensors file: the weights, plus JSON metadata with the architecture, the
+feature settings the model was trained on and a format version. Nothing is unpickled on load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from voicewatch.atomicfile import atomic_write_bytes
+from voicewatch.shipped import DEFAULT_MODEL
+from voicewatch.features import FeatureExtractor, FeatureSettings, pick_device
+
+CHECKPOINT_FORMAT = "voicewatch.embedder"
+CHECKPOINT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """Shape of the net; depth = len(channels)."""
+
+    channels: tuple[int, ...] = (128, 128, 128)
+    """Output channels of each Conv1d → BatchNorm → ReLU → MaxPool block."""
+    kernel_size: int = 3
+    embedding_dim: int = 64
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Architecture":
+        return cls(
+            channels=tuple(int(c) for c in data["channels"]),
+            kernel_size=int(data["kernel_size"]),
+            embedding_dim=int(data["embedding_dim"]),
+        )
+
+
+class ConvBlock(nn.Sequential):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__(
+            nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm1d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.MaxPool1d(2),
+        )
+
+
+class EmbedderNet(nn.Module):
+    """Conv1d blocks over time → global average pool → linear → L2 normalisation."""
+
+    def __init__(self, n_mels: int, architecture: Architecture) -> None:
+        super().__init__()
+        self.architecture = architecture
+        widths = (n_mels, *architecture.channels)
+        self.blocks = nn.Sequential(
+            *(ConvBlock(i, o, architecture.kernel_size) for i, o in zip(widths, widths[1:]))
+        )
+        self.project = nn.Linear(widths[-1], architecture.embedding_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, frames] → [B, embedding_dim] unit vectors."""
+        pooled = self.blocks(features).mean(dim=-1)
+        return F.normalize(self.project(pooled), dim=-1)
+
+
+class CheckpointError(ValueError):
+    """A model file that is missing, corrupt, or not a voicewatch embedder of a known version."""
+
+
+class Embedder:
+    """Feature front-end + net on one device; the object the pipeline and the public API use."""
+
+    def __init__(
+        self,
+        net: EmbedderNet,
+        settings: FeatureSettings,
+        device: torch.device | str = "cpu",
+        model_id: str = "untrained",
+    ) -> None:
+        self.device = torch.device(device)
+        self.settings = settings
+        self.net = net.to(self.device).eval()
+        self.features = FeatureExtractor(settings).to(self.device)
+        self.model_id = model_id
+
+    @property
+    def dim(self) -> int:
+        return self.net.architecture.embedding_dim
+
+    @classmethod
+    def create(
+        cls, architecture: Architecture = Architecture(), settings: FeatureSettings = FeatureSettings(),
+        device: torch.device | str = "cpu",
+    ) -> "Embedder":
+        """A fresh, randomly initialised embedder (for training)."""
+        return cls(EmbedderNet(settings.n_mels, architecture), settings, device)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, device: str = "auto") -> "Embedder":
+        """Load a checkpoint; `None` loads the model shipped with voicewatch."""
+        path = Path(path) if path is not None else DEFAULT_MODEL
+        try:
+            with safetensors.safe_open(str(path), framework="pt") as handle:
+                meta = handle.metadata() or {}
+                state = {key: handle.get_tensor(key) for key in handle.keys()}
+        except FileNotFoundError:
+            raise CheckpointError(f"model file {path} does not exist") from None
+        except Exception as exc:  # safetensors raises several types for corrupt headers
+            raise CheckpointError(f"model file {path} is not a readable safetensors file: {exc}") from None
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} is not a voicewatch embedder (format={meta.get('format')!r})")
+        if meta.get("version") != str(CHECKPOINT_VERSION):
+            raise CheckpointError(
+                f"{path} has checkpoint version {meta.get('version')!r}; this voicewatch reads {CHECKPOINT_VERSION}"
+            )
+        try:
+            architecture = Architecture.from_dict(json.loads(meta["architecture"]))
+            settings = FeatureSettings(**json.loads(meta["features"]))
+            net = EmbedderNet(settings.n_mels, architecture)
+            net.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{path} does not describe a valid embedder: {exc}") from None
+        return cls(net, settings, pick_device(device), model_id=_weights_id(state))
+
+    def save(self, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> None:
+        """Write the checkpoint atomically (temp file in the same folder, then rename)."""
+        state = {key: value.detach().cpu().contiguous() for key, value in self.net.state_dict().items()}
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "version": str(CHECKPOINT_VERSION),
+            "architecture": json.dumps(dataclasses.asdict(self.net.architecture)),
+            "features": json.dumps(dataclasses.asdict(self.settings)),
+            "info": json.dumps(extra or {}),
+        }
+        atomic_write_bytes(Path(path), safetensors.torch.save(state, metadata=meta))
+        self.model_id = _weights_id(state)
+
+    @torch.inference_mode()
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, frames] → [B, D] unit vectors."""
+        return self.net(features.to(self.device))
+
+    @torch.inference_mode()
+    def embed(self, wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """[B, T] (or [T]) waveform at any rate → [B, D] unit vectors."""
+        if wave.dim() == 1:
+            wave = wave.unsqueeze(0)
+        if wave.dim() != 2:
+            raise ValueError(f"expected a [B, T] waveform, got shape {tuple(wave.shape)}")
+        return self.net(self.features(wave, sample_rate))
+
+
+def _weights_id(state: dict[str, torch.Tensor]) -> str:
+    """A short content hash of the weights: banks record it to refuse a different embedder."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,92 @@
+"""Clips of one person → checked, speech-only 2 s windows → exemplar embeddings for the bank.
+
+Enrollment refuses what would poison a bank: unreadable files, clips with no speech, and too little
+speech in total. Clips are trimmed of leading/trailing silence, joined, and cut into windows the
+same way the daemon cuts streams; windows that are mostly silence are not enrolled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+import torchaudio
+
+from voicewatch.audiofile import read_audio, to_mono
+from voicewatch.embedder import Embedder
+from voicewatch.windows import WindowBuffer
+
+_LOG = logging.getLogger(__name__)
+FRAME_S = 0.03
+
+
+class EnrollmentError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    path: str
+    samples: np.ndarray
+    """Mono float32 at the model rate, leading/trailing silence trimmed."""
+    speech_s: float
+
+
+def speech_mask(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Per 30 ms frame: True where the level is within 35 dB of the clip's loudest frames and above -55 dBFS."""
+    size = max(1, round(FRAME_S * rate))
+    count = len(samples) // size
+    if count == 0:
+        return np.zeros(0, dtype=bool)
+    rms = np.sqrt(np.mean(samples[: count * size].reshape(count, size) ** 2, axis=1) + 1e-12)
+    reference = np.percentile(rms, 95)
+    return (rms > reference * 10 ** (-35 / 20)) & (rms > 10 ** (-55 / 20))
+
+
+def load_clip(path: str | os.PathLike[str], rate: int) -> Clip:
+    samples, source_rate = read_audio(path)  # raises AudioFileError with the reason
+    mono = to_mono(samples)
+    if source_rate != rate:
+        mono = torchaudio.functional.resample(torch.from_numpy(mono), source_rate, rate).numpy()
+    mask = speech_mask(mono, rate)
+    if not mask.any():
+        raise EnrollmentError(f"{path}: no speech found (silent or nearly silent clip)")
+    size = round(FRAME_S * rate)
+    first, last = np.flatnonzero(mask)[[0, -1]]
+    trimmed = mono[first * size : (last + 1) * size]
+    return Clip(str(path), np.ascontiguousarray(trimmed, dtype=np.float32), float(mask.sum() * FRAME_S))
+
+
+def enrollment_windows(clips: Sequence[Clip], rate: int, length_s: float = 2.0, hop_s: float = 1.0) -> np.ndarray:
+    """Join the clips and cut [N, length] windows with at least half their frames speech."""
+    joined = np.concatenate([clip.samples for clip in clips])
+    buffer = WindowBuffer("enroll", rate, length_s, hop_s, 0.0, None)
+    windows = [w.samples for w in buffer.push(joined)]
+    if not windows and len(joined):
+        windows = [np.pad(joined, (0, buffer.length - len(joined)))]
+    kept = [w for w in windows if speech_mask(w, rate).mean() >= 0.5]
+    return np.stack(kept) if kept else np.zeros((0, buffer.length), dtype=np.float32)
+
+
+def embed_clips(embedder: Embedder, paths: Sequence[str | os.PathLike[str]], min_speech_s: float = 10.0) -> torch.Tensor:
+    """Exemplar embeddings [N, D] for one speaker; raises EnrollmentError with a clear reason."""
+    if not paths:
+        raise EnrollmentError("no clips given")
+    rate = embedder.settings.sample_rate
+    clips = [load_clip(path, rate) for path in paths]
+    speech = sum(clip.speech_s for clip in clips)
+    if speech < min_speech_s:
+        raise EnrollmentError(
+            f"only {speech:.1f} s of speech in {len(clips)} clip(s); at least {min_speech_s:.1f} s are needed "
+            "(add clips or lower --min-speech)"
+        )
+    windows = enrollment_windows(clips, rate)
+    if len(windows) == 0:
+        raise EnrollmentError("no 2 s window of the clips is mostly speech")
+    embeddings = embedder.embed(torch.from_numpy(windows), rate)
+    _LOG.info("enrolled %d windows from %d clips (%.1f s of speech)", len(windows), len(clips), speech)
+    return embeddings

@@ -1,0 +1,87 @@
+"""Waveforms → normalised log-MEL matrices, batched, on the pipeline's device.
+
+Every window of every stream goes through here in one call per sample rate and tick: resample to
+the model rate with a cached kernel, MelSpectrogram with 128 mels, log, then per-window mean
+subtraction over time (cepstral-mean style) so a channel's fixed colouring and gain — a telephone
+band, a codec, a level change — do not move the embedding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import torch
+import torchaudio
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSettings:
+    """Front-end parameters; stored in every model checkpoint so a model always gets its own features."""
+
+    sample_rate: int = 22050
+    """Model sample rate in Hz; input at any other rate is resampled to it."""
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 128
+    f_min: float = 20.0
+    f_max: float = 11025.0
+    log_floor: float = 1e-6
+    """Added before the log so digital silence stays finite."""
+
+    def frames(self, samples: int) -> int:
+        """Number of MEL frames for `samples` samples at the model rate (centre padding)."""
+        return samples // self.hop_length + 1
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` takes CUDA when this machine has it, the CPU otherwise."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+    return device
+
+
+class FeatureExtractor(torch.nn.Module):
+    """Batched resample + log-MEL; resampling kernels are built once per input rate."""
+
+    def __init__(self, settings: FeatureSettings = FeatureSettings()) -> None:
+        super().__init__()
+        self.settings = settings
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=settings.sample_rate,
+            n_fft=settings.n_fft,
+            hop_length=settings.hop_length,
+            n_mels=settings.n_mels,
+            f_min=settings.f_min,
+            f_max=settings.f_max,
+            power=2.0,
+        )
+        self._resamplers = torch.nn.ModuleDict()
+
+    def _resampler(self, rate: int) -> torch.nn.Module:
+        key = str(rate)
+        if key not in self._resamplers:
+            resampler = torchaudio.transforms.Resample(rate, self.settings.sample_rate)
+            self._resamplers[key] = resampler.to(self.mel.spectrogram.window.device)
+        return self._resamplers[key]
+
+    def resample(self, waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """[B, T] at `sample_rate` → [B, T'] at the model rate."""
+        if sample_rate == self.settings.sample_rate:
+            return waves
+        return self._resampler(sample_rate)(waves)
+
+    def log_mel(self, waves: torch.Tensor) -> torch.Tensor:
+        """[B, T] at the model rate → [B, n_mels, frames], mean-normalised over time."""
+        spec = torch.log(self.mel(waves) + self.settings.log_floor)
+        return spec - spec.mean(dim=-1, keepdim=True)
+
+    def forward(self, waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        device = self.mel.spectrogram.window.device
+        waves = waves.to(device=device, dtype=torch.float32)
+        return self.log_mel(self.resample(waves, sample_rate))

@@ -1,0 +1,123 @@
+"""Ingest frames → per-stream state → windows and stream breaks, with a counter for every drop.
+
+A bad frame costs only itself: it is counted by reason, logged at a bounded rate, and every
+other frame of every stream is handled as if it had never arrived.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import time
+from typing import Sequence
+
+from voicewatch.config import IngestConfig, WindowConfig
+from voicewatch.protocol import BadFrame, Frame, decode_frame
+from voicewatch.windows import Window, WindowBuffer
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamBreak:
+    """A discontinuity in a stream: its open segments end here and its windows restart."""
+
+    stream: str
+    reason: str
+    """`seq_gap`, `rate_change`, `eos` or `overload`."""
+    start: float
+    """Stream time where continuous audio stopped."""
+    end: float
+    """Stream time where it resumes (== start for `eos`)."""
+    wall_start: float | None = None
+
+    @property
+    def is_gap(self) -> bool:
+        return self.reason != "eos"
+
+
+Item = Window | StreamBreak
+
+
+class RateLimitedLog:
+    """One log line per reason per `interval` seconds, carrying the count of suppressed ones."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: collections.Counter[str] = collections.Counter()
+
+    def warning(self, reason: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(reason, -self.interval) < self.interval:
+            self._suppressed[reason] += 1
+            return
+        self._last[reason] = now
+        suppressed = self._suppressed.pop(reason, 0)
+        suffix = f" ({suppressed} more like it suppressed)" if suppressed else ""
+        _LOG.warning(message + suffix, *args)
+
+
+class Ingest:
+    """All streams' state; `accept` turns one multipart message into ready items."""
+
+    def __init__(self, ingest: IngestConfig, windows: WindowConfig) -> None:
+        self.config = ingest
+        self.windows = windows
+        self.buffers: dict[str, WindowBuffer] = {}
+        self.next_seq: dict[str, int] = {}
+        self.frames = 0
+        self.dropped: collections.Counter[str] = collections.Counter()
+        """Bad frames by reason."""
+        self._log = RateLimitedLog()
+
+    def accept(self, parts: Sequence[bytes | memoryview]) -> list[Item]:
+        try:
+            frame = decode_frame(list(parts), self.config.max_frame_bytes)
+            items = self._apply(frame)
+        except BadFrame as bad:
+            self.dropped[bad.reason] += 1
+            self._log.warning(bad.reason, "dropped ingest frame (%s): %s", bad.reason, bad)
+            return []
+        self.frames += 1
+        return items
+
+    def _apply(self, frame: Frame) -> list[Item]:
+        header, stream = frame.header, frame.stream
+        buffer = self.buffers.get(stream)
+        items: list[Item] = []
+        if buffer is None:
+            if len(self.buffers) >= self.config.max_streams:
+                raise BadFrame("too_many_streams", f"stream {stream!r} exceeds the limit of {self.config.max_streams} streams")
+            buffer = self._open(stream, frame)
+        else:
+            expected = self.next_seq[stream]
+            if header.seq < expected:
+                raise BadFrame("seq_backwards", f"stream {stream!r}: seq {header.seq} after {expected - 1}")
+            reason = "seq_gap" if header.seq > expected else "rate_change" if header.rate != buffer.rate else None
+            if reason:
+                items.append(StreamBreak(stream, reason, buffer.time, header.pts, _wall_at(buffer)))
+                buffer = self._open(stream, frame)
+        self.next_seq[stream] = header.seq + 1
+        items.extend(buffer.push(frame.samples))
+        if header.eos:
+            items.append(StreamBreak(stream, "eos", buffer.time, buffer.time, _wall_at(buffer)))
+            self.close(stream)
+        return items
+
+    def _open(self, stream: str, frame: Frame) -> WindowBuffer:
+        buffer = WindowBuffer(stream, frame.header.rate, self.windows.length_s, self.windows.hop_s,
+                              frame.header.pts, frame.header.wall)
+        self.buffers[stream] = buffer
+        return buffer
+
+    def close(self, stream: str) -> None:
+        self.buffers.pop(stream, None)
+        self.next_seq.pop(stream, None)
+
+
+def _wall_at(buffer: WindowBuffer) -> float | None:
+    if buffer.origin_wall is None:
+        return None
+    return buffer.origin_wall + buffer.received / buffer.rate

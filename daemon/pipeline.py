@@ -1,0 +1,86 @@
+"""windows → features → embedder → bank → detector: the one code path of `run` and `scan`.
+
+A tick's items (windows of every stream, and stream breaks) go through in one batch: windows are
+grouped by sample rate, resampled and turned into log-MEL together, embedded together, and scored
+against every speaker with one product; only the detector then walks the items in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from voicewatch.bank import SpeakerBank
+from voicewatch.config import DetectorConfig
+from voicewatch.detector import Detector
+from voicewatch.embedder import Embedder
+from voicewatch.ingest import Item, StreamBreak
+from voicewatch.protocol import Event
+from voicewatch.windows import Window
+
+_LOG = logging.getLogger(__name__)
+
+
+class Pipeline:
+    def __init__(self, embedder: Embedder, bank: SpeakerBank, detector: DetectorConfig, max_batch: int = 2048) -> None:
+        self.embedder = embedder
+        self.bank = bank
+        self.detector = Detector(detector)
+        self.max_batch = max_batch
+        self.windows = 0
+
+    def embed(self, windows: Sequence[Window]) -> torch.Tensor:
+        """[B, D] embeddings of `windows`, batched per sample rate."""
+        out = torch.empty(len(windows), self.embedder.dim, device=self.embedder.device)
+        rates = np.array([w.rate for w in windows])
+        for rate in np.unique(rates):
+            rows = np.flatnonzero(rates == rate)
+            for chunk in np.array_split(rows, -(-len(rows) // self.max_batch)):
+                waves = torch.from_numpy(np.stack([windows[i].samples for i in chunk]))
+                features = self.embedder.features(waves, int(rate))
+                out[torch.from_numpy(chunk).to(out.device)] = self.embedder.embed_features(features)
+        return out
+
+    def score(self, windows: Sequence[Window]) -> np.ndarray:
+        """[B, S] bank scores, speakers in `bank.names` order."""
+        if not windows:
+            return np.zeros((0, len(self.bank)), dtype=np.float32)
+        with torch.inference_mode():
+            return self.bank.score(self.embed(windows)).cpu().numpy()
+
+    def process(self, items: Sequence[Item]) -> list[Event]:
+        windows = [item for item in items if isinstance(item, Window)]
+        scores = self.score(windows)
+        positive = scores > self.bank.thresholds().numpy()[None, :]
+        names = self.bank.names
+        self.windows += len(windows)
+        events: list[Event] = []
+        row = 0
+        for item in items:
+            if isinstance(item, Window):
+                events += self.detector.observe(item, names, scores[row], positive[row])
+                row += 1
+            else:
+                events += self.close_stream(item)
+        return events
+
+    def close_stream(self, item: StreamBreak) -> list[Event]:
+        events = self.detector.close_stream(item.stream)
+        kind = "gap" if item.is_gap else "status"
+        events.append(
+            Event(type=kind, stream=item.stream, start=round(item.start, 6), end=round(item.end, 6),
+                  wall_start=item.wall_start, reason=item.reason)
+        )
+        return events
+
+    def swap_bank(self, bank: SpeakerBank) -> list[Event]:
+        """Use `bank` from the next tick on; segments of speakers it no longer has are ended."""
+        gone = set(self.bank.names) - set(bank.names)
+        self.bank = bank
+        return [event for name in sorted(gone) for event in self.detector.close_speaker(name)]
+
+    def close_all(self) -> list[Event]:
+        return self.detector.close_all()

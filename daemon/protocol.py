@@ -1,0 +1,194 @@
+"""Wire messages: ingest frames (sources → core) and events (core → subscribers).
+
+Ingest frame, protocol version 1 (docs/protocol.md): multipart `[stream_id, header_json, pcm]`.
+Event, schema version 1 (docs/events.md): multipart `[topic, json]`.
+Everything is JSON plus raw PCM; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from voicewatch.names import NAME_PATTERN
+
+PROTOCOL_VERSION = 1
+EVENT_SCHEMA_VERSION = 1
+SAMPLE_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+MIN_RATE, MAX_RATE = 8000, 48000
+MAX_CHANNELS = 8
+
+
+class BadFrame(ValueError):
+    """An ingest frame the core drops; `reason` is the counter label, the message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameHeader:
+    seq: int
+    """Per-stream sequence number; a jump forward is a gap, a step backwards is refused."""
+    rate: int
+    """Sample rate in Hz, 8000-48000."""
+    channels: int
+    """Interleaved channels, 1-8; the core downmixes to mono."""
+    format: str
+    """`s16le` or `f32le`."""
+    pts: float
+    """Stream time of the frame's first sample, seconds."""
+    wall: float | None = None
+    """UTC epoch seconds of the first sample, when the source knows it."""
+    eos: bool = False
+    """End of stream: the core closes the stream's open segments and forgets it."""
+    v: int = PROTOCOL_VERSION
+
+    def to_json(self) -> bytes:
+        data = dataclasses.asdict(self)
+        if self.wall is None:
+            del data["wall"]
+        if not self.eos:
+            del data["eos"]
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "FrameHeader":
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadFrame("bad_json", f"header is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise BadFrame("bad_json", "header is not a JSON object")
+        if data.get("v") != PROTOCOL_VERSION:
+            raise BadFrame("bad_version", f"protocol version {data.get('v')!r} is not {PROTOCOL_VERSION}")
+        seq = _field(data, "seq", int)
+        rate = _field(data, "rate", int)
+        channels = _field(data, "channels", int)
+        fmt = _field(data, "format", str)
+        pts = float(_field(data, "pts", (int, float)))
+        wall = data.get("wall")
+        if wall is not None and (isinstance(wall, bool) or not isinstance(wall, (int, float))):
+            raise BadFrame("bad_field", f"field 'wall' must be a number, got {wall!r}")
+        eos = data.get("eos", False)
+        if not isinstance(eos, bool):
+            raise BadFrame("bad_field", f"field 'eos' must be true or false, got {eos!r}")
+        if seq < 0 or not math.isfinite(pts) or (wall is not None and not math.isfinite(wall)):
+            raise BadFrame("bad_field", "seq must be >= 0 and pts/wall finite")
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise BadFrame("bad_rate", f"rate {rate} is outside {MIN_RATE}-{MAX_RATE} Hz")
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise BadFrame("bad_channels", f"channels {channels} is outside 1-{MAX_CHANNELS}")
+        if fmt not in SAMPLE_FORMATS:
+            raise BadFrame("bad_format", f"format {fmt!r} is not one of {sorted(SAMPLE_FORMATS)}")
+        return cls(seq, rate, channels, fmt, pts, None if wall is None else float(wall), eos)
+
+
+def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in data:
+        raise BadFrame("bad_field", f"header lacks field {name!r}")
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise BadFrame("bad_field", f"field {name!r} has the wrong type: {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    stream: str
+    header: FrameHeader
+    samples: np.ndarray
+    """Mono float32 samples in [-1, 1] (downmixed here, once)."""
+
+
+def decode_frame(parts: list[bytes] | list[memoryview], max_bytes: int) -> Frame:
+    """Validate and decode one multipart ingest message; raises BadFrame with a counter reason."""
+    if len(parts) != 3:
+        raise BadFrame("bad_parts", f"expected 3 message parts, got {len(parts)}")
+    raw_stream, raw_header, pcm = parts
+    if sum(len(p) for p in parts) > max_bytes:
+        raise BadFrame("too_large", f"frame of {sum(len(p) for p in parts)} bytes exceeds {max_bytes}")
+    try:
+        stream = bytes(raw_stream).decode()
+    except UnicodeDecodeError:
+        raise BadFrame("bad_stream_id", "stream id is not UTF-8") from None
+    if not NAME_PATTERN.match(stream):
+        raise BadFrame("bad_stream_id", f"stream id {stream[:80]!r} is not 1-64 of A-Z a-z 0-9 _ -")
+    header = FrameHeader.from_json(bytes(raw_header))
+    dtype = SAMPLE_FORMATS[header.format]
+    frame_bytes = dtype.itemsize * header.channels
+    if len(pcm) % frame_bytes:
+        raise BadFrame(
+            "bad_length",
+            f"payload of {len(pcm)} bytes is not a whole number of {header.channels}-channel {header.format} samples",
+        )
+    interleaved = np.frombuffer(pcm, dtype=dtype).reshape(-1, header.channels)
+    if header.format == "s16le":
+        mono = interleaved.mean(axis=1, dtype=np.float32) * np.float32(1 / 32768)
+    else:
+        mono = interleaved.mean(axis=1, dtype=np.float32)
+        if not np.isfinite(mono).all():
+            raise BadFrame("non_finite", "f32le payload holds NaN or infinite samples")
+    return Frame(stream, header, mono)
+
+
+def encode_frame(stream: str, header: FrameHeader, pcm: bytes) -> list[bytes]:
+    return [stream.encode(), header.to_json(), pcm]
+
+
+SEGMENT_TYPES = ("start", "update", "end")
+STREAM_TYPES = ("gap", "status")
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """A detection-segment change or a stream notice; the JSON payload of one PUB message."""
+
+    type: str
+    """`start` | `update` | `end` (segments) or `gap` | `status` (streams)."""
+    stream: str
+    start: float
+    """Stream time, seconds: segment start, or start of the gap."""
+    end: float
+    """Stream time, seconds: segment end so far, or end of the gap."""
+    speaker: str | None = None
+    peak: float | None = None
+    """Highest window score in the segment."""
+    mean: float | None = None
+    """Mean window score in the segment."""
+    wall_start: float | None = None
+    """UTC epoch of `start` when the source sent wall-clock time."""
+    wall_end: float | None = None
+    reason: str | None = None
+    """Why a gap or status was emitted (e.g. `seq_gap`, `overload`, `eos`)."""
+    id: int = 0
+    """Monotonic per core; assigned when published."""
+    v: int = EVENT_SCHEMA_VERSION
+
+    @property
+    def topic(self) -> str:
+        """`det.<stream>.<speaker>.` for segments, `<type>.<stream>.` otherwise; the trailing dot
+        makes SUB prefixes exact (`det.ch3.` never matches `det.ch30.`)."""
+        if self.type in SEGMENT_TYPES:
+            return f"det.{self.stream}.{self.speaker}."
+        return f"{self.type}.{self.stream}."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def to_message(self) -> list[bytes]:
+        return [self.topic.encode(), json.dumps(self.to_dict(), separators=(",", ":")).encode()]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Event":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    @classmethod
+    def from_message(cls, parts: list[bytes]) -> "Event":
+        return cls.from_dict(json.loads(parts[1]))

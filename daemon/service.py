@@ -1,0 +1,105 @@
+"""The long-running core: one loop that drains ingest, runs a batched tick, publishes events.
+
+All sockets are owned by the thread that calls `Core.run`. Each tick reads every frame already
+waiting (up to a bound), so the batch grows with the load: one stream → small batches and low
+latency; a thousand streams → large batches and high throughput.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import zmq
+
+from voicewatch.bank import SpeakerBank
+from voicewatch.config import Config
+from voicewatch.embedder import Embedder
+from voicewatch.events import EventPublisher
+from voicewatch.ingest import Ingest
+from voicewatch.pipeline import Pipeline
+from voicewatch.protocol import Event
+from voicewatch.shipped import DEMO_BANK
+from voicewatch.systemd import Notifier
+
+_LOG = logging.getLogger(__name__)
+CORE_STREAM = "_core"
+"""Stream name of the core's own `status` heartbeats."""
+
+
+def load_model_and_bank(config: Config) -> tuple[Embedder, SpeakerBank]:
+    """Load (and cross-check) the embedder and bank a config names; raises on any problem."""
+    embedder = Embedder.load(config.model.path, device=config.model.device)
+    bank = SpeakerBank.load(config.bank.path or DEMO_BANK, embedder_id=embedder.model_id)
+    if config.bank.threshold is not None:
+        bank.default_threshold = config.bank.threshold
+    return embedder, bank
+
+
+class Core:
+    def __init__(self, config: Config, embedder: Embedder, bank: SpeakerBank, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.ingest = Ingest(config.ingest, config.windows)
+        self.pipeline = Pipeline(embedder, bank, config.detector, config.processing.max_batch_windows)
+        self.notifier = notifier or Notifier()
+        self.context = zmq.Context.instance()
+        self.ticks = 0
+
+    def _bind(self) -> tuple[zmq.Socket, zmq.Socket]:
+        pull = self.context.socket(zmq.PULL)
+        pull.setsockopt(zmq.RCVHWM, self.config.ingest.receive_hwm)
+        # Transport-level guard far above the per-frame limit: protects memory from a rogue peer,
+        # while ordinary oversize frames still arrive and are counted as `too_large`.
+        pull.setsockopt(zmq.MAXMSGSIZE, 4 * self.config.ingest.max_frame_bytes)
+        pull.bind(self.config.ingest.endpoint)
+        pub = self.context.socket(zmq.PUB)
+        pub.setsockopt(zmq.SNDHWM, 100_000)
+        pub.bind(self.config.events.endpoint)
+        return pull, pub
+
+    def run(self, stop: threading.Event) -> None:
+        pull, pub = self._bind()
+        publisher = EventPublisher(pub)
+        _LOG.info("core ready: ingest %s, events %s, %d speakers, model %s on %s",
+                  self.config.ingest.endpoint, self.config.events.endpoint, len(self.pipeline.bank),
+                  self.pipeline.embedder.model_id, self.pipeline.embedder.device)
+        self.notifier.ready(self._status())
+        started = last_beat = last_ping = time.monotonic()
+        try:
+            while not stop.is_set():
+                if pull.poll(100):
+                    self._tick(pull, publisher)
+                now = time.monotonic()
+                if now - last_beat >= self.config.events.heartbeat_s:
+                    publisher.publish([Event(type="status", stream=CORE_STREAM, start=round(now - started, 3),
+                                             end=round(now - started, 3), reason="heartbeat")])
+                    self.notifier.status(self._status())
+                    last_beat = now
+                if self.notifier.watchdog_interval and now - last_ping >= self.notifier.watchdog_interval:
+                    self.notifier.watchdog()
+                    last_ping = now
+        finally:
+            self.notifier.stopping()
+            closed = publisher.publish(self.pipeline.close_all())
+            _LOG.info("core stopping: ended %d open segments; %d frames, %d windows, %d events, dropped %s",
+                      len(closed), self.ingest.frames, self.pipeline.windows, publisher.published,
+                      dict(self.ingest.dropped) or "none")
+            pull.close(linger=0)
+            pub.close(linger=2000)
+
+    def _tick(self, pull: zmq.Socket, publisher: EventPublisher) -> None:
+        items = []
+        for _ in range(self.config.processing.max_messages_per_tick):
+            try:
+                parts = pull.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            items += self.ingest.accept([part.buffer for part in parts])
+        if items:
+            publisher.publish(self.pipeline.process(items))
+        self.ticks += 1
+
+    def _status(self) -> str:
+        return f"{len(self.ingest.buffers)} streams, {self.pipeline.windows} windows, {sum(self.ingest.dropped.values())} bad frames"
+

@@ -1,0 +1,64 @@
+"""`voicewatch tail`: subscribe to a core's events and print them."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Callable, Sequence
+
+import zmq
+
+from voicewatch.protocol import Event
+
+
+def clock(seconds: float) -> str:
+    """Stream time as MM:SS.s (or H:MM:SS.s past an hour)."""
+    minutes, secs = divmod(max(seconds, 0.0), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:04.1f}" if hours else f"{minutes:02d}:{secs:04.1f}"
+
+
+def format_event(event: Event) -> str | None:
+    """One human-readable line, e.g. `ch3  alice  03:06.0–03:41.0  peak 0.86`; None for noise."""
+    span = f"{clock(event.start)}–{clock(event.end)}"
+    if event.type == "end":
+        return f"{event.stream}  {event.speaker}  {span}  peak {event.peak:.2f}  mean {event.mean:.2f}"
+    if event.type == "start":
+        return f"{event.stream}  {event.speaker}  {clock(event.start)}–…  speaking (score {event.peak:.2f})"
+    if event.type == "gap":
+        return f"{event.stream}  gap  {span}  ({event.reason})"
+    if event.type == "status" and event.reason != "heartbeat":
+        return f"{event.stream}  status  {clock(event.end)}  {event.reason}"
+    return None
+
+
+def follow(endpoint: str, topics: Sequence[str], on_event: Callable[[Event], bool], stop: threading.Event,
+           socket: zmq.Socket | None = None) -> None:
+    """Call `on_event` for every event until it returns False or `stop` is set."""
+    own = socket is None
+    if socket is None:
+        socket = zmq.Context.instance().socket(zmq.SUB)
+        socket.connect(endpoint)
+        for topic in topics:
+            socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    try:
+        while not stop.is_set():
+            if not socket.poll(200):
+                continue
+            if not on_event(Event.from_message(socket.recv_multipart())):
+                return
+    finally:
+        if own:
+            socket.close(linger=0)
+
+
+def print_events(as_json: bool, show_heartbeats: bool = False) -> Callable[[Event], bool]:
+    def show(event: Event) -> bool:
+        if event.reason == "heartbeat" and not show_heartbeats:
+            return True
+        line = json.dumps(event.to_dict()) if as_json else format_event(event)
+        if line is not None:
+            print(line, flush=True)
+        return True
+
+    return show

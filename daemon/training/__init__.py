@@ -1,0 +1,1 @@
+"""Corpus building and training of the conv1d speaker embedder."""

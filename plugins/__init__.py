@@ -1,0 +1,1 @@
+"""Audio sources for the voicewatch core, each registered by name (see registry.py)."""
