@@ -1,0 +1,90 @@
+"""The `voicewatch` command line: help everywhere, enrollment that refuses bad clips clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from daemon_harness import run_cli
+from voicewatch.cli import build_parser
+from voicewatch.shipped import DEMO_ENROLL
+
+COMMANDS = ["run", "scan", "replay", "tail", "enroll", "speakers", "demo", "source", "train"]
+
+
+def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args([name, "--help"])
+        assert exit_.value.code == 0
+        assert "usage: voicewatch " + name in capsys.readouterr().out
+
+
+def test_the_installed_command_answers_help() -> None:
+    result = run_cli("--help", timeout=60)
+    assert result.returncode == 0 and "scan" in result.stdout
+
+
+def clips() -> list[str]:
+    return sorted(str(p) for p in (DEMO_ENROLL / "alice").iterdir())
+
+
+def test_enroll_builds_a_bank_that_speakers_lists(tmp_path: Path) -> None:
+    bank = tmp_path / "bank.safetensors"
+    result = run_cli("enroll", "alice", *clips(), "--bank", str(bank))
+    assert result.returncode == 0, result.stderr
+    listed = run_cli("speakers", "--bank", str(bank), "--json")
+    speakers = json.loads(listed.stdout)["speakers"]
+    assert [s["name"] for s in speakers] == ["alice"] and speakers[0]["exemplars"] >= 5
+
+    removed = run_cli("speakers", "--bank", str(bank), "--remove", "alice", "--json")
+    assert json.loads(removed.stdout)["speakers"] == []
+
+
+def test_enroll_refuses_a_silent_clip(tmp_path: Path) -> None:
+    silent = tmp_path / "silent.wav"
+    soundfile.write(str(silent), np.zeros(16000 * 5, dtype=np.float32), 16000)
+    result = run_cli("enroll", "alice", str(silent), "--bank", str(tmp_path / "b.safetensors"))
+    assert result.returncode == 2 and "no speech" in result.stderr
+    assert not (tmp_path / "b.safetensors").exists()
+
+
+def test_enroll_refuses_too_little_speech(tmp_path: Path) -> None:
+    result = run_cli("enroll", "alice", clips()[0], "--bank", str(tmp_path / "b.safetensors"), "--min-speech", "600")
+    assert result.returncode == 2 and "at least 600.0 s are needed" in result.stderr
+
+
+def test_enroll_refuses_an_unreadable_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.flac"
+    broken.write_bytes(b"fLaC" + bytes(100))
+    result = run_cli("enroll", "alice", str(broken), "--bank", str(tmp_path / "b.safetensors"))
+    assert result.returncode == 2 and "broken.flac" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_enroll_refuses_a_speaker_name_that_would_break_topics(tmp_path: Path) -> None:
+    result = run_cli("enroll", "al.ice", *clips(), "--bank", str(tmp_path / "b.safetensors"))
+    assert result.returncode == 2 and "al.ice" in result.stderr
+
+
+def test_speakers_names_an_unknown_speaker(tmp_path: Path) -> None:
+    bank = tmp_path / "bank.safetensors"
+    assert run_cli("enroll", "alice", *clips(), "--bank", str(bank)).returncode == 0
+    result = run_cli("speakers", "--bank", str(bank), "--remove", "zoe")
+    assert result.returncode == 2 and "zoe" in result.stderr
+
+
+def test_scan_refuses_a_bank_made_with_another_model(tmp_path: Path) -> None:
+    from voicewatch.bank import SpeakerBank
+
+    other = tmp_path / "other.safetensors"
+    bank = SpeakerBank("0123456789abcdef", 64)
+    bank.enroll("x", torch.eye(64)[:1])
+    bank.save(other)
+    result = run_cli("scan", clips()[0], "--bank", str(other))
+    assert result.returncode == 2 and "re-enroll" in result.stderr
