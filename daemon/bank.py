@@ -141,7 +141,7 @@ class SpeakerBank:
         atomic_write_bytes(Path(path), data)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], embedder_id: str | None = None) -> "SpeakerBank":
+    def load(cls, path: str | os.PathLike[str], embedder_id: str | None = None) -> SpeakerBank:
         """Load a bank; with `embedder_id`, refuse a bank enrolled with another model."""
         try:
             with safetensors.safe_open(str(path), framework="pt") as handle:

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 _LOG = logging.getLogger("voicewatch")
 
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
         training.add_arguments(train)
     except ImportError as exc:  # training needs extras; say how to get them
-        train.set_defaults(handler=lambda _a: _missing("train", exc))
+        train.set_defaults(handler=lambda _a, error=exc: _missing("train", error))
     return parser
 
 

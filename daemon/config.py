@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+
 class ConfigError(ValueError):
     pass
 
@@ -129,7 +130,7 @@ class Config:
     processing: ProcessingConfig = ProcessingConfig()
     log_level: str = "INFO"
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if hasattr(value, "validate"):

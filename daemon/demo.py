@@ -4,7 +4,6 @@ events tailed, and the detected timeline printed beside the recording's ground t
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,11 +14,11 @@ from pathlib import Path
 
 import zmq
 
+from voicewatch.plugins.replay import replay
 from voicewatch.protocol import Event
 from voicewatch.scan import Segment, segments
 from voicewatch.shipped import DEMO_RECORDING, DEMO_TRUTH
 from voicewatch.tail import clock
-from voicewatch.plugins.replay import replay
 
 STREAM = "demo"
 

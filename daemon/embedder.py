@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from voicewatch.atomicfile import atomic_write_bytes
-from voicewatch.shipped import DEFAULT_MODEL
 from voicewatch.features import FeatureExtractor, FeatureSettings, pick_device
+from voicewatch.shipped import DEFAULT_MODEL
 
 CHECKPOINT_FORMAT = "voicewatch.embedder"
 CHECKPOINT_VERSION = 1
@@ -36,7 +36,7 @@ class Architecture:
     embedding_dim: int = 64
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Architecture":
+    def from_dict(cls, data: dict[str, Any]) -> Architecture:
         return cls(
             channels=tuple(int(c) for c in data["channels"]),
             kernel_size=int(data["kernel_size"]),
@@ -62,7 +62,7 @@ class EmbedderNet(nn.Module):
         self.architecture = architecture
         widths = (n_mels, *architecture.channels)
         self.blocks = nn.Sequential(
-            *(ConvBlock(i, o, architecture.kernel_size) for i, o in zip(widths, widths[1:]))
+            *(ConvBlock(i, o, architecture.kernel_size) for i, o in zip(widths, widths[1:], strict=False))
         )
         self.project = nn.Linear(widths[-1], architecture.embedding_dim)
 
@@ -100,12 +100,12 @@ class Embedder:
     def create(
         cls, architecture: Architecture = Architecture(), settings: FeatureSettings = FeatureSettings(),
         device: torch.device | str = "cpu",
-    ) -> "Embedder":
+    ) -> Embedder:
         """A fresh, randomly initialised embedder (for training)."""
         return cls(EmbedderNet(settings.n_mels, architecture), settings, device)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None, device: str = "auto") -> "Embedder":
+    def load(cls, path: str | os.PathLike[str] | None = None, device: str = "auto") -> Embedder:
         """Load a checkpoint; `None` loads the model shipped with voicewatch."""
         path = Path(path) if path is not None else DEFAULT_MODEL
         try:

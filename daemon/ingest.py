@@ -10,7 +10,7 @@ import collections
 import dataclasses
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from voicewatch.config import IngestConfig, WindowConfig
 from voicewatch.protocol import BadFrame, Frame, decode_frame

@@ -8,7 +8,7 @@ against every speaker with one product; only the detector then walks the items i
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -58,7 +58,7 @@ class FrameHeader:
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> "FrameHeader":
+    def from_json(cls, raw: bytes) -> FrameHeader:
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -185,10 +185,10 @@ class Event:
         return [self.topic.encode(), json.dumps(self.to_dict(), separators=(",", ":")).encode()]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Event":
+    def from_dict(cls, data: dict[str, Any]) -> Event:
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
 
     @classmethod
-    def from_message(cls, parts: list[bytes]) -> "Event":
+    def from_message(cls, parts: list[bytes]) -> Event:
         return cls.from_dict(json.loads(parts[1]))

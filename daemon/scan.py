@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config
@@ -29,7 +29,7 @@ class Segment:
     mean: float
 
     @classmethod
-    def from_event(cls, event: Event) -> "Segment":
+    def from_event(cls, event: Event) -> Segment:
         assert event.speaker is not None and event.peak is not None and event.mean is not None
         return cls(event.stream, event.speaker, event.start, event.end, event.peak, event.mean)
 
@@ -46,7 +46,7 @@ def scan(paths: Sequence[str | os.PathLike[str]], streams: Sequence[str], embedd
     ingest = Ingest(config.ingest, config.windows)
     pipeline = Pipeline(embedder, bank, config.detector, config.processing.max_batch_windows)
     events: list[Event] = []
-    for path, stream in zip(paths, streams):
+    for path, stream in zip(paths, streams, strict=True):
         batch = []
         for frame in file_frames(path, stream, chunk_s):
             batch += ingest.accept(frame)

@@ -101,5 +101,6 @@ class Core:
         self.ticks += 1
 
     def _status(self) -> str:
-        return f"{len(self.ingest.buffers)} streams, {self.pipeline.windows} windows, {sum(self.ingest.dropped.values())} bad frames"
+        bad = sum(self.ingest.dropped.values())
+        return f"{len(self.ingest.buffers)} streams, {self.pipeline.windows} windows, {bad} bad frames"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import zmq
 

@@ -10,8 +10,8 @@ import argparse
 import logging
 import re
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import zmq
 
@@ -40,7 +40,7 @@ def parse_speed(text: str) -> float | None:
 
 def interleave(files: Sequence[str], streams: Sequence[str], chunk_s: float) -> Iterator[tuple[float, list[bytes]]]:
     """(stream time of the frame, frame) from all files, in stream-time order."""
-    sources = [file_frames(f, s, chunk_s) for f, s in zip(files, streams)]
+    sources = [file_frames(f, s, chunk_s) for f, s in zip(files, streams, strict=True)]
     pending = [next(src, None) for src in sources]
     while any(p is not None for p in pending):
         times = [FrameHeader.from_json(p[1]).pts if p is not None else float("inf") for p in pending]

@@ -30,7 +30,7 @@ def truth_spans(speaker: str) -> list[tuple[float, float]]:
 def assert_matches(found: list[tuple[float, float]], truth: list[tuple[float, float]]) -> None:
     """Every true segment found once, edges within one hop; nothing else found."""
     assert len(found) == len(truth), f"found {found}, truth {truth}"
-    for (fs, fe), (ts, te) in zip(found, truth):
+    for (fs, fe), (ts, te) in zip(found, truth, strict=True):
         assert abs(fs - ts) <= HOP + 0.05 and abs(fe - te) <= HOP + 0.05, f"found {(fs, fe)} for truth {(ts, te)}"
 
 
@@ -88,9 +88,10 @@ def test_sigterm_ends_open_segments_with_end_events(daemon: Daemon) -> None:
     target = ENROLLED[0]
     start, end = truth_spans(target)[0]
     header = FrameHeader(seq=0, rate=16000, channels=1, format="f32le", pts=0.0)
-    from daemon_harness import demo_audio
     import torch
     import torchaudio
+
+    from daemon_harness import demo_audio
 
     audio, rate = demo_audio()
     piece = audio[round(start * rate): round((start + (end - start) * 0.7) * rate)]
