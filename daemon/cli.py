@@ -69,7 +69,7 @@ def _tail(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     topics = subscription_topics(args.stream, args.speaker, include_streams=args.speaker is None)
     try:
-        follow(args.connect, topics, print_events(args.json), stop)
+        follow(args.connect, topics, print_events(args.json), stop, args.log, args.since)
     except KeyboardInterrupt:
         pass
     return 0
@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--stream", help="only this stream")
     tail.add_argument("--speaker", help="only this speaker's segments")
     tail.add_argument("--json", action="store_true", help="print events as JSON lines")
+    tail.add_argument("--since", type=int, metavar="ID", help="first replay logged events after this id, then follow")
+    tail.add_argument("--log", metavar="PATH", help="the core's event log (events.log_path), for --since")
 
     enroll = command("enroll", _enroll, "add a speaker to a bank from WAV/FLAC clips")
     enroll.add_argument("name", metavar="NAME")

@@ -49,10 +49,16 @@ class EventsConfig:
     """Where subscribers connect; the core binds a PUB socket here."""
     heartbeat_s: float = 1.0
     """Seconds between the core's `status` heartbeats (stream `_core`)."""
+    log_path: str | None = None
+    """sqlite event log; every event is committed here before it is published. null = no log."""
+    retention_days: float | None = 30.0
+    """Events older than this are deleted from the log; null keeps them forever."""
 
     def validate(self) -> None:
         _check_endpoint("events.endpoint", self.endpoint)
         _check(0.05 <= self.heartbeat_s <= 3600, "events.heartbeat_s", self.heartbeat_s, "0.05 to 3600 seconds")
+        if self.retention_days is not None:
+            _check(self.retention_days > 0, "events.retention_days", self.retention_days, "> 0 days, or null")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ import zmq
 from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config
 from voicewatch.embedder import Embedder
+from voicewatch.eventlog import EventLog
 from voicewatch.events import EventPublisher
 from voicewatch.ingest import Ingest
 from voicewatch.pipeline import Pipeline
@@ -60,25 +61,30 @@ class Core:
 
     def run(self, stop: threading.Event) -> None:
         pull, pub = self._bind()
-        publisher = EventPublisher(pub)
+        events = self.config.events
+        log = EventLog(events.log_path, events.retention_days) if events.log_path else None
+        publisher = EventPublisher(pub, log)
         _LOG.info("core ready: ingest %s, events %s, %d speakers, model %s on %s",
-                  self.config.ingest.endpoint, self.config.events.endpoint, len(self.pipeline.bank),
+                  self.config.ingest.endpoint, events.endpoint, len(self.pipeline.bank),
                   self.pipeline.embedder.model_id, self.pipeline.embedder.device)
         self.notifier.ready(self._status())
-        started = last_beat = last_ping = time.monotonic()
+        started = time.monotonic()
+        heartbeat = Every(events.heartbeat_s)
+        watchdog = Every(self.notifier.watchdog_interval)
+        prune = Every(3600.0 if log is not None else None, first=0.0)
         try:
             while not stop.is_set():
                 if pull.poll(100):
                     self._tick(pull, publisher)
-                now = time.monotonic()
-                if now - last_beat >= self.config.events.heartbeat_s:
-                    publisher.publish([Event(type="status", stream=CORE_STREAM, start=round(now - started, 3),
-                                             end=round(now - started, 3), reason="heartbeat")])
+                if heartbeat.due():
+                    uptime = round(time.monotonic() - started, 3)
+                    publisher.announce(Event(type="status", stream=CORE_STREAM, start=uptime, end=uptime,
+                                             reason="heartbeat"))
                     self.notifier.status(self._status())
-                    last_beat = now
-                if self.notifier.watchdog_interval and now - last_ping >= self.notifier.watchdog_interval:
+                if watchdog.due():
                     self.notifier.watchdog()
-                    last_ping = now
+                if prune.due() and log is not None and (pruned := log.prune()):
+                    _LOG.info("pruned %d events older than %s days from the log", pruned, events.retention_days)
         finally:
             self.notifier.stopping()
             closed = publisher.publish(self.pipeline.close_all())
@@ -87,6 +93,8 @@ class Core:
                       dict(self.ingest.dropped) or "none")
             pull.close(linger=0)
             pub.close(linger=2000)
+            if log is not None:
+                log.close()
 
     def _tick(self, pull: zmq.Socket, publisher: EventPublisher) -> None:
         items = []
@@ -104,3 +112,18 @@ class Core:
         bad = sum(self.ingest.dropped.values())
         return f"{len(self.ingest.buffers)} streams, {self.pipeline.windows} windows, {bad} bad frames"
 
+
+
+class Every:
+    """True from `due()` once per `interval` seconds (never when the interval is None)."""
+
+    def __init__(self, interval: float | None, first: float | None = None) -> None:
+        self.interval = interval
+        self._next = time.monotonic() + (interval if first is None else first) if interval else float("inf")
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + (self.interval or 0.0)
+        return True

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 import zmq
 
+from voicewatch.eventlog import read_events
 from voicewatch.protocol import Event
 
 
@@ -33,23 +34,40 @@ def format_event(event: Event) -> str | None:
 
 
 def follow(endpoint: str, topics: Sequence[str], on_event: Callable[[Event], bool], stop: threading.Event,
-           socket: zmq.Socket | None = None) -> None:
-    """Call `on_event` for every event until it returns False or `stop` is set."""
-    own = socket is None
-    if socket is None:
-        socket = zmq.Context.instance().socket(zmq.SUB)
-        socket.connect(endpoint)
-        for topic in topics:
-            socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+           log_path: str | None = None, since: int | None = None) -> None:
+    """Call `on_event` for every event until it returns False or `stop` is set.
+
+    With `since`, first replay the logged events after that id, then go on live with no gap and
+    no duplicate: the log is read only once the subscription is known to be live (a first
+    message, at the latest the next heartbeat, has arrived), and live events already read from
+    the log are skipped by id.
+    """
+    socket = zmq.Context.instance().socket(zmq.SUB)
+    socket.connect(endpoint)
+    catching_up = since is not None
+    for topic in [*topics, "status._core."] if catching_up else topics:
+        socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    last_logged = -1
     try:
         while not stop.is_set():
             if not socket.poll(200):
                 continue
-            if not on_event(Event.from_message(socket.recv_multipart())):
+            event = Event.from_message(socket.recv_multipart())
+            if catching_up:
+                catching_up = False
+                if log_path is None:
+                    raise ValueError("--since needs the event log (--log PATH)")
+                for logged in read_events(log_path, since or 0):
+                    if any(logged.topic.startswith(t) for t in topics):
+                        if not on_event(logged):
+                            return
+                    last_logged = logged.id
+            if event.id and event.id <= last_logged:
+                continue
+            if not on_event(event):
                 return
     finally:
-        if own:
-            socket.close(linger=0)
+        socket.close(linger=0)
 
 
 def print_events(as_json: bool, show_heartbeats: bool = False) -> Callable[[Event], bool]:

@@ -20,13 +20,14 @@ from voicewatch.shipped import DEMO_RECORDING, DEMO_TRUTH
 
 
 class Daemon:
-    def __init__(self, workdir: Path, extra_config: str = "") -> None:
+    def __init__(self, workdir: Path, extra_config: str = "", log_path: Path | None = None) -> None:
         self.ingest = f"ipc://{workdir}/ingest"
         self.events = f"ipc://{workdir}/events"
         self.config = workdir / "config.yaml"
+        log = f", log_path: '{log_path}'" if log_path else ""
         self.config.write_text(
             f"ingest: {{endpoint: '{self.ingest}'}}\n"
-            f"events: {{endpoint: '{self.events}', heartbeat_s: 0.1}}\n" + extra_config
+            f"events: {{endpoint: '{self.events}', heartbeat_s: 0.1{log}}}\n" + extra_config
         )
         self.stderr_path = workdir / "core.stderr"
         self._stderr = open(self.stderr_path, "wb")

@@ -153,3 +153,36 @@ def test_a_bad_config_value_stops_the_core_at_start_with_the_key_and_value(tmp_p
     assert result.returncode == 2
     assert "windows.hop_s" in result.stderr and "5.0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_replay_and_tail_commands_show_the_segments_as_readable_lines(daemon: Daemon) -> None:
+    import subprocess
+    import sys
+
+    target = ENROLLED[0]
+    tail = subprocess.Popen([sys.executable, "-m", "voicewatch", "tail", "--connect", daemon.events, "--stream", "demo"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        daemon.wait_for(lambda e: e.reason == "heartbeat")  # give tail's subscription time to reach the core
+        for _ in range(10):
+            daemon.wait_for(lambda e: e.reason == "heartbeat")
+        result = run_cli("replay", str(DEMO_RECORDING), "--stream", "demo", "--speed", "max", "--connect", daemon.ingest)
+        assert result.returncode == 0, result.stderr
+        daemon.wait_for_eos("demo")
+        daemon.wait_for(lambda e: e.reason == "heartbeat")
+    finally:
+        tail.terminate()
+        out, err = tail.communicate(timeout=30)
+    lines = [line for line in out.splitlines() if f"  {target}  " in line and "peak" in line and "mean" in line]
+    assert len(lines) == len(truth_spans(target)), out + err
+    assert lines[0].startswith(f"demo  {target}  ")
+    assert "Traceback" not in err
+
+
+def test_demo_command_prints_the_found_timeline_beside_the_ground_truth() -> None:
+    result = run_cli("demo", timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ground truth" in result.stdout
+    for speaker in ENROLLED:
+        f1 = float(result.stdout.split(f"{speaker}: timeline F1 ")[1].split()[0])
+        assert f1 >= 0.8, result.stdout
