@@ -17,13 +17,17 @@ def _run(args: argparse.Namespace) -> int:
     from voicewatch.config import load_config
     from voicewatch.service import Core, load_model_and_bank
 
-    config = load_config(args.config)
+    def load() -> tuple:
+        config = load_config(args.config)
+        return (config, *load_model_and_bank(config))
+
+    config, embedder, bank = load()
     logging.getLogger().setLevel(config.log_level)
-    embedder, bank = load_model_and_bank(config)
-    stop = threading.Event()
+    stop, reload = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    Core(config, embedder, bank).run(stop)
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    Core(config, embedder, bank, loader=load).run(stop, reload)
     return 0
 
 

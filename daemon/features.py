@@ -24,7 +24,8 @@ class FeatureSettings:
     sample_rate: int = 22050
     """Model sample rate in Hz; input at any other rate is resampled to it."""
     n_fft: int = 1024
-    hop_length: int = 512
+    hop_length: int = 441
+    """20 ms: a whole number of frames per second, so overlapping windows can share frames."""
     n_mels: int = 128
     f_min: float = 20.0
     f_max: float = 11025.0
@@ -32,8 +33,8 @@ class FeatureSettings:
     """Added before the log so digital silence stays finite."""
 
     def frames(self, samples: int) -> int:
-        """Number of MEL frames for `samples` samples at the model rate (centre padding)."""
-        return samples // self.hop_length + 1
+        """Number of MEL frames for `samples` samples at the model rate (no centre padding)."""
+        return (samples - self.n_fft) // self.hop_length + 1
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -60,6 +61,7 @@ class FeatureExtractor(torch.nn.Module):
             f_min=settings.f_min,
             f_max=settings.f_max,
             power=2.0,
+            center=False,  # frames depend only on the samples they cover, as in a stream
         )
         self._resamplers = torch.nn.ModuleDict()
 

@@ -7,9 +7,11 @@ latency; a thousand streams → large batches and high throughput.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import zmq
 
@@ -38,9 +40,15 @@ def load_model_and_bank(config: Config) -> tuple[Embedder, SpeakerBank]:
     return embedder, bank
 
 
+Loader = Callable[[], tuple[Config, Embedder, SpeakerBank]]
+"""Builds the next (config, model, bank) on reload; raises when any of them is invalid."""
+
+
 class Core:
-    def __init__(self, config: Config, embedder: Embedder, bank: SpeakerBank, notifier: Notifier | None = None) -> None:
+    def __init__(self, config: Config, embedder: Embedder, bank: SpeakerBank, notifier: Notifier | None = None,
+                 loader: Loader | None = None) -> None:
         self.config = config
+        self.loader = loader
         self.ingest = Ingest(config.ingest, config.windows)
         self.pipeline = Pipeline(embedder, bank, config.detector, config.processing.max_batch_windows)
         self.notifier = notifier or Notifier()
@@ -59,7 +67,9 @@ class Core:
         pub.bind(self.config.events.endpoint)
         return pull, pub
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, reload: threading.Event | None = None) -> None:
+        """Serve until `stop` is set; reload config, model and bank whenever `reload` is set."""
+        reload = reload or threading.Event()
         pull, pub = self._bind()
         events = self.config.events
         log = EventLog(events.log_path, events.retention_days) if events.log_path else None
@@ -76,6 +86,9 @@ class Core:
             while not stop.is_set():
                 if pull.poll(100):
                     self._tick(pull, publisher)
+                if reload.is_set():
+                    reload.clear()
+                    publisher.publish(self._reload())
                 if heartbeat.due():
                     uptime = round(time.monotonic() - started, 3)
                     publisher.announce(Event(type="status", stream=CORE_STREAM, start=uptime, end=uptime,
@@ -107,6 +120,29 @@ class Core:
         if items:
             publisher.publish(self.pipeline.process(items))
         self.ticks += 1
+
+    def _reload(self) -> list[Event]:
+        """Swap in a new model and bank (and detector settings) atomically, or keep the old ones."""
+        if self.loader is None:
+            return []
+        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            config, embedder, bank = self.loader()
+        except Exception as exc:  # any failure to build the new state keeps the old one serving
+            _LOG.error("reload refused, keeping the running config, model and bank: %s", exc)
+            self.notifier.ready(self._status())
+            return []
+        fixed = ("ingest", "events", "windows", "processing")
+        for section in fixed:
+            if getattr(config, section) != getattr(self.config, section):
+                _LOG.warning("reload: changes under %r take effect only after a restart", section)
+        self.config = dataclasses.replace(config, **{name: getattr(self.config, name) for name in fixed})
+        self.pipeline.detector.config = config.detector
+        self.pipeline.embedder = embedder
+        ended = self.pipeline.swap_bank(bank)
+        _LOG.info("reloaded: model %s, %d speakers", embedder.model_id, len(bank))
+        self.notifier.ready(self._status())
+        return ended
 
     def _status(self) -> str:
         bad = sum(self.ingest.dropped.values())

@@ -20,7 +20,8 @@ from voicewatch.shipped import DEMO_RECORDING, DEMO_TRUTH
 
 
 class Daemon:
-    def __init__(self, workdir: Path, extra_config: str = "", log_path: Path | None = None) -> None:
+    def __init__(self, workdir: Path, extra_config: str = "", log_path: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.ingest = f"ipc://{workdir}/ingest"
         self.events = f"ipc://{workdir}/events"
         self.config = workdir / "config.yaml"
@@ -33,7 +34,7 @@ class Daemon:
         self._stderr = open(self.stderr_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "voicewatch", "run", "-c", str(self.config)],
-            stderr=self._stderr, stdout=subprocess.DEVNULL,
+            stderr=self._stderr, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})},
         )
         self.sub = zmq.Context.instance().socket(zmq.SUB)
         self.sub.connect(self.events)
