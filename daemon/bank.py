@@ -78,6 +78,13 @@ class SpeakerBank:
             self.set_threshold(name, threshold)
         self._packed = None
 
+    def copy(self) -> SpeakerBank:
+        """An independent bank with the same contents (exemplar tensors are never mutated, so shared)."""
+        twin = SpeakerBank(self.embedder_id, self.dim, self.default_threshold, self.top_k)
+        twin._exemplars = dict(self._exemplars)
+        twin._thresholds = dict(self._thresholds)
+        return twin
+
     def set_threshold(self, name: str, threshold: float) -> None:
         if name not in self._exemplars:
             raise UnknownSpeakerError(name)

@@ -23,11 +23,12 @@ def _run(args: argparse.Namespace) -> int:
 
     config, embedder, bank = load()
     logging.getLogger().setLevel(config.log_level)
-    stop, reload = threading.Event(), threading.Event()
+    core = Core(config, embedder, bank, loader=load)
+    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: reload.set())
-    Core(config, embedder, bank, loader=load).run(stop, reload)
+    signal.signal(signal.SIGHUP, lambda *_: core.reload_requested.set())
+    core.run(stop)
     return 0
 
 
@@ -102,6 +103,8 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _speakers(args: argparse.Namespace) -> int:
+    if args.bank is None:
+        return _speakers_via_core(args)
     from voicewatch.bank import SpeakerBank
 
     bank = SpeakerBank.load(args.bank)
@@ -109,21 +112,59 @@ def _speakers(args: argparse.Namespace) -> int:
     for name in args.remove or []:
         bank.remove(name)
         changed = True
-    for assignment in args.set_threshold or []:
-        name, _, value = assignment.partition("=")
-        bank.set_threshold(name, float(value))
+    for name, value in args.set_threshold or []:
+        bank.set_threshold(name, value)
         changed = True
     if changed:
         bank.save(args.bank)
     rows = [{"name": n, "exemplars": len(bank.exemplars(n)), "threshold": bank.threshold(n)} for n in bank.names]
-    if args.json:
-        print(json.dumps({"embedder_id": bank.embedder_id, "speakers": rows}))
-    else:
-        for row in rows:
-            print(f"{row['name']:<24} {row['exemplars']:>5} exemplars  threshold {row['threshold']:.3f}")
-        if not rows:
-            print("(no speakers)")
+    _print_speakers(rows, args.json)
     return 0
+
+
+def _speakers_via_core(args: argparse.Namespace) -> int:
+    from voicewatch.control import request
+
+    for name in args.remove or []:
+        request(args.connect, {"cmd": "remove", "name": name})
+    for name, value in args.set_threshold or []:
+        request(args.connect, {"cmd": "set_threshold", "name": name, "threshold": value})
+    _print_speakers(request(args.connect, {"cmd": "speakers"})["speakers"], args.json)
+    return 0
+
+
+def _print_speakers(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"speakers": rows}))
+        return
+    for row in rows:
+        print(f"{row['name']:<24} {row['exemplars']:>5} exemplars  threshold {row['threshold']:.3f}")
+    if not rows:
+        print("(no speakers)")
+
+
+def _status(args: argparse.Namespace) -> int:
+    from voicewatch.control import request
+
+    reply = request(args.connect, {"cmd": "status"})
+    if args.json:
+        print(json.dumps(reply))
+        return 0
+    print(f"model {reply['model']} on {reply['device']}, {reply['speakers']} speakers, "
+          f"{reply['frames']} frames, {reply['windows']} windows, bad frames: {reply['bad_frames'] or 'none'}")
+    for name, stream in sorted(reply["streams"].items()):
+        print(f"{name:<16} {stream['rate']:>6} Hz  at {stream['stream_time']:>10.1f} s  "
+              f"last frame {stream['last_frame_age_s']:.1f} s ago  rtf {stream['real_time_factor']}  "
+              f"open segments {stream['open_segments']}")
+    return 0
+
+
+def _threshold_assignment(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a number, got {text!r}") from None
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -184,11 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("--min-speech", type=float, default=10.0, help="seconds of speech required (default 10)")
     enroll.add_argument("--threshold", type=float, help="this speaker's threshold (default: the bank's)")
 
-    speakers = command("speakers", _speakers, "list a bank's speakers; remove them or set thresholds")
-    speakers.add_argument("--bank", required=True)
+    speakers = command("speakers", _speakers,
+                       "list speakers, remove them or set thresholds: in a bank file, or in a running core")
+    speakers.add_argument("--bank", help="work on this bank file; without it, ask the running core")
+    speakers.add_argument("--connect", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+                          help="the core's control endpoint (default %(default)s)")
     speakers.add_argument("--remove", action="append", metavar="NAME")
-    speakers.add_argument("--set-threshold", action="append", metavar="NAME=VALUE")
+    speakers.add_argument("--set-threshold", action="append", metavar="NAME=VALUE", type=_threshold_assignment)
     speakers.add_argument("--json", action="store_true")
+
+    status = command("status", _status, "ask a running core for its streams, counters and model")
+    status.add_argument("--connect", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+                        help="the core's control endpoint (default %(default)s)")
+    status.add_argument("--json", action="store_true")
 
     demo = command("demo", _demo, "start a core, replay the shipped demo recording, print found vs true timeline")
     demo.add_argument("--speed", type=parse_speed, default=None, help="replay speed (default: max)")
@@ -233,13 +282,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from voicewatch.audiofile import AudioFileError
     from voicewatch.bank import BankError, UnknownSpeakerError
     from voicewatch.config import ConfigError
+    from voicewatch.control import ControlError
     from voicewatch.embedder import CheckpointError
     from voicewatch.enrollment import EnrollmentError
 
     try:
         return int(args.handler(args))
     except (ConfigError, CheckpointError, BankError, AudioFileError, EnrollmentError, UnknownSpeakerError,
-            ValueError, TimeoutError) as exc:
+            ControlError, ValueError, TimeoutError) as exc:
         print(f"voicewatch {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -62,6 +62,19 @@ class EventsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ControlConfig:
+    endpoint: str | None = "tcp://127.0.0.1:5557"
+    """Control requests (docs/control.md); the core binds a REP socket here. null = no control socket."""
+    max_request_bytes: int = 65536
+
+    def validate(self) -> None:
+        if self.endpoint is not None:
+            _check_endpoint("control.endpoint", self.endpoint)
+        _check(256 <= self.max_request_bytes <= 16 << 20, "control.max_request_bytes", self.max_request_bytes,
+               "256 to 16 MiB")
+
+
+@dataclasses.dataclass(frozen=True)
 class WindowConfig:
     length_s: float = 2.0
     """Window length in seconds (the model is trained on 2 s)."""
@@ -129,6 +142,7 @@ class ProcessingConfig:
 class Config:
     ingest: IngestConfig = IngestConfig()
     events: EventsConfig = EventsConfig()
+    control: ControlConfig = ControlConfig()
     windows: WindowConfig = WindowConfig()
     model: ModelConfig = ModelConfig()
     bank: BankConfig = BankConfig()

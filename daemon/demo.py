@@ -39,7 +39,8 @@ def run_demo(speed: float | None = None, timeout_s: float = 300.0) -> int:
     with tempfile.TemporaryDirectory(prefix="voicewatch-demo-") as tmp:
         ingest, events = f"ipc://{tmp}/ingest", f"ipc://{tmp}/events"
         config = Path(tmp, "config.yaml")
-        config.write_text(f"ingest: {{endpoint: '{ingest}'}}\nevents: {{endpoint: '{events}', heartbeat_s: 0.2}}\n")
+        config.write_text(f"ingest: {{endpoint: '{ingest}'}}\nevents: {{endpoint: '{events}', heartbeat_s: 0.2}}\n"
+                          "control: {endpoint: null}\n")
         core = subprocess.Popen([sys.executable, "-m", "voicewatch", "run", "-c", str(config)])
         sub = zmq.Context.instance().socket(zmq.SUB)
         sub.connect(events)

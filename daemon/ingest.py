@@ -67,6 +67,9 @@ class Ingest:
         self.windows = windows
         self.buffers: dict[str, WindowBuffer] = {}
         self.next_seq: dict[str, int] = {}
+        self.first_seen: dict[str, float] = {}
+        """Monotonic time of each live stream's first frame (for its real-time factor)."""
+        self.last_seen: dict[str, float] = {}
         self.frames = 0
         self.dropped: collections.Counter[str] = collections.Counter()
         """Bad frames by reason."""
@@ -100,6 +103,8 @@ class Ingest:
                 items.append(StreamBreak(stream, reason, buffer.time, header.pts, _wall_at(buffer)))
                 buffer = self._open(stream, frame)
         self.next_seq[stream] = header.seq + 1
+        self.last_seen[stream] = now = time.monotonic()
+        self.first_seen.setdefault(stream, now)
         items.extend(buffer.push(frame.samples))
         if header.eos:
             items.append(StreamBreak(stream, "eos", buffer.time, buffer.time, _wall_at(buffer)))
@@ -113,8 +118,8 @@ class Ingest:
         return buffer
 
     def close(self, stream: str) -> None:
-        self.buffers.pop(stream, None)
-        self.next_seq.pop(stream, None)
+        for table in (self.buffers, self.next_seq, self.first_seen, self.last_seen):
+            table.pop(stream, None)
 
 
 def _wall_at(buffer: WindowBuffer) -> float | None:

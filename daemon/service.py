@@ -17,6 +17,7 @@ import zmq
 
 from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config
+from voicewatch.control import Controller
 from voicewatch.embedder import Embedder
 from voicewatch.eventlog import EventLog
 from voicewatch.events import EventPublisher
@@ -49,11 +50,21 @@ class Core:
                  loader: Loader | None = None) -> None:
         self.config = config
         self.loader = loader
+        self.reload_requested = threading.Event()
+        """Set (by SIGHUP or a control request) to reload config, model and bank at the next tick."""
         self.ingest = Ingest(config.ingest, config.windows)
         self.pipeline = Pipeline(embedder, bank, config.detector, config.processing.max_batch_windows)
         self.notifier = notifier or Notifier()
         self.context = zmq.Context.instance()
         self.ticks = 0
+
+    def _bind_control(self) -> zmq.Socket | None:
+        if self.config.control.endpoint is None:
+            return None
+        rep = self.context.socket(zmq.REP)
+        rep.setsockopt(zmq.MAXMSGSIZE, self.config.control.max_request_bytes)
+        rep.bind(self.config.control.endpoint)
+        return rep
 
     def _bind(self) -> tuple[zmq.Socket, zmq.Socket]:
         pull = self.context.socket(zmq.PULL)
@@ -67,10 +78,15 @@ class Core:
         pub.bind(self.config.events.endpoint)
         return pull, pub
 
-    def run(self, stop: threading.Event, reload: threading.Event | None = None) -> None:
-        """Serve until `stop` is set; reload config, model and bank whenever `reload` is set."""
-        reload = reload or threading.Event()
+    def run(self, stop: threading.Event) -> None:
+        """Serve until `stop` is set; reload config, model and bank whenever `reload_requested` is set."""
         pull, pub = self._bind()
+        control = self._bind_control()
+        controller = Controller(self, self.config.control.max_request_bytes)
+        poller = zmq.Poller()
+        poller.register(pull, zmq.POLLIN)
+        if control is not None:
+            poller.register(control, zmq.POLLIN)
         events = self.config.events
         log = EventLog(events.log_path, events.retention_days) if events.log_path else None
         publisher = EventPublisher(pub, log)
@@ -84,10 +100,15 @@ class Core:
         prune = Every(3600.0 if log is not None else None, first=0.0)
         try:
             while not stop.is_set():
-                if pull.poll(100):
+                ready = dict(poller.poll(100))
+                if pull in ready:
                     self._tick(pull, publisher)
-                if reload.is_set():
-                    reload.clear()
+                if control is not None and control in ready:
+                    control.send(controller.handle(control.recv_multipart()))
+                    publisher.publish(controller.pending_events)
+                    controller.pending_events = []
+                if self.reload_requested.is_set():
+                    self.reload_requested.clear()
                     publisher.publish(self._reload())
                 if heartbeat.due():
                     uptime = round(time.monotonic() - started, 3)
@@ -106,6 +127,8 @@ class Core:
                       dict(self.ingest.dropped) or "none")
             pull.close(linger=0)
             pub.close(linger=2000)
+            if control is not None:
+                control.close(linger=0)
             if log is not None:
                 log.close()
 
@@ -132,7 +155,7 @@ class Core:
             _LOG.error("reload refused, keeping the running config, model and bank: %s", exc)
             self.notifier.ready(self._status())
             return []
-        fixed = ("ingest", "events", "windows", "processing")
+        fixed = ("ingest", "events", "control", "windows", "processing")
         for section in fixed:
             if getattr(config, section) != getattr(self.config, section):
                 _LOG.warning("reload: changes under %r take effect only after a restart", section)

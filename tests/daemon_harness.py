@@ -24,10 +24,12 @@ class Daemon:
                  env: dict[str, str] | None = None) -> None:
         self.ingest = f"ipc://{workdir}/ingest"
         self.events = f"ipc://{workdir}/events"
+        self.control = f"ipc://{workdir}/control"
         self.config = workdir / "config.yaml"
         log = f", log_path: '{log_path}'" if log_path else ""
         self.config.write_text(
             f"ingest: {{endpoint: '{self.ingest}'}}\n"
+            f"control: {{endpoint: '{self.control}'}}\n"
             f"events: {{endpoint: '{self.events}', heartbeat_s: 0.1{log}}}\n" + extra_config
         )
         self.stderr_path = workdir / "core.stderr"

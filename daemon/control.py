@@ -1,0 +1,159 @@
+"""Control API (version 1, docs/control.md): JSON requests on a REP socket, answered in the core's loop.
+
+Every request is `{"v": 1, "cmd": NAME, ...}`; every reply is `{"v": 1, "ok": true, ...}` or
+`{"v": 1, "ok": false, "error": "..."}`. A bad request costs only its own reply.
+Bank changes are made on a copy, saved atomically, then swapped in: a failure leaves the running
+bank and the file as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from voicewatch.bank import SpeakerBank
+from voicewatch.enrollment import embed_clips
+from voicewatch.protocol import Event
+
+_LOG = logging.getLogger(__name__)
+CONTROL_VERSION = 1
+
+
+class ControlError(ValueError):
+    pass
+
+
+def _arg(request: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = request.get(name)
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        raise ControlError(f"request field {name!r} is missing or not a {getattr(kind, '__name__', kind)}")
+    return value
+
+
+class Controller:
+    """Answers control requests against a running core (`core` is a voicewatch.service.Core)."""
+
+    def __init__(self, core: Any, max_request_bytes: int) -> None:
+        self.core = core
+        self.max_request_bytes = max_request_bytes
+        self.commands: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "status": self.status,
+            "speakers": self.speakers,
+            "enroll": self.enroll,
+            "remove": self.remove,
+            "set_threshold": self.set_threshold,
+            "reload": self.reload,
+        }
+        self.pending_events: list[Event] = []
+        """Events a command caused (segments ended by a removal), for the core to publish."""
+
+    def handle(self, parts: list[bytes]) -> bytes:
+        try:
+            if len(parts) != 1:
+                raise ControlError(f"a request is one message part, got {len(parts)}")
+            raw = parts[0]
+            if len(raw) > self.max_request_bytes:
+                raise ControlError(f"request of {len(raw)} bytes exceeds {self.max_request_bytes}")
+            try:
+                request = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ControlError(f"request is not JSON: {exc}") from None
+            if not isinstance(request, dict) or request.get("v") != CONTROL_VERSION:
+                raise ControlError(f"request must be a JSON object with \"v\": {CONTROL_VERSION}")
+            command = self.commands.get(request.get("cmd"))  # type: ignore[arg-type]
+            if command is None:
+                raise ControlError(f"unknown cmd {request.get('cmd')!r}; known: {sorted(self.commands)}")
+            reply = {"v": CONTROL_VERSION, "ok": True, **command(request)}
+        except Exception as exc:  # every failure becomes an error reply; the core goes on
+            if not isinstance(exc, (ControlError, ValueError, KeyError, OSError)):
+                _LOG.exception("control request failed")
+            reply = {"v": CONTROL_VERSION, "ok": False, "error": str(exc)}
+        return json.dumps(reply).encode()
+
+    # -- commands -------------------------------------------------------------------------------
+    def status(self, _request: dict[str, Any]) -> dict[str, Any]:
+        core, now, wall = self.core, time.monotonic(), time.time()
+        ingest = core.ingest
+        streams = {}
+        for name, buffer in ingest.buffers.items():
+            elapsed = now - ingest.first_seen[name]
+            audio = buffer.received / buffer.rate
+            streams[name] = {
+                "rate": buffer.rate,
+                "stream_time": round(buffer.time, 3),
+                "last_frame_age_s": round(now - ingest.last_seen[name], 3),
+                "real_time_factor": round(audio / elapsed, 3) if elapsed > 0.5 else None,
+                "lag_s": None if buffer.origin_wall is None else round(wall - buffer.origin_wall - audio, 3),
+                "open_segments": core.pipeline.detector.open_segments(name),
+            }
+        return {
+            "streams": streams,
+            "frames": ingest.frames,
+            "windows": core.pipeline.windows,
+            "bad_frames": dict(ingest.dropped),
+            "speakers": len(core.pipeline.bank),
+            "model": core.pipeline.embedder.model_id,
+            "device": str(core.pipeline.embedder.device),
+        }
+
+    def speakers(self, _request: dict[str, Any]) -> dict[str, Any]:
+        bank = self.core.pipeline.bank
+        return {"speakers": [{"name": n, "exemplars": len(bank.exemplars(n)), "threshold": bank.threshold(n)}
+                             for n in bank.names]}
+
+    def enroll(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _arg(request, "name", str)
+        clips = _arg(request, "clips", list)
+        if not clips or not all(isinstance(c, str) for c in clips):
+            raise ControlError("request field 'clips' must be a non-empty list of file paths on the core's machine")
+        min_speech = float(request.get("min_speech_s", 10.0))
+        embeddings = embed_clips(self.core.pipeline.embedder, clips, min_speech)
+        self._change_bank(lambda bank: bank.enroll(name, embeddings))
+        return {"name": name, "exemplars": len(embeddings)}
+
+    def remove(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _arg(request, "name", str)
+        self._change_bank(lambda bank: bank.remove(name))
+        return {"name": name}
+
+    def set_threshold(self, request: dict[str, Any]) -> dict[str, Any]:
+        name, threshold = _arg(request, "name", str), float(_arg(request, "threshold", (int, float)))
+        self._change_bank(lambda bank: bank.set_threshold(name, threshold))
+        return {"name": name, "threshold": threshold}
+
+    def reload(self, _request: dict[str, Any]) -> dict[str, Any]:
+        self.core.reload_requested.set()
+        return {"reload": "scheduled"}
+
+    def _change_bank(self, change: Callable[[SpeakerBank], None]) -> None:
+        path = self.core.config.bank.path
+        if path is None:
+            raise ControlError("the core runs on the shipped demo bank; set bank.path in the config to change speakers")
+        bank = self.core.pipeline.bank.copy()
+        change(bank)
+        bank.save(Path(path))
+        self.pending_events += self.core.pipeline.swap_bank(bank)
+
+
+def request(endpoint: str, payload: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
+    """Send one control request to a core and return its reply; raises ControlError on failure."""
+    import zmq
+
+    socket = zmq.Context.instance().socket(zmq.REQ)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
+    socket.connect(endpoint)
+    try:
+        socket.send(json.dumps({"v": CONTROL_VERSION, **payload}).encode())
+        reply = json.loads(socket.recv())
+    except zmq.Again:
+        raise ControlError(f"no core answered at {endpoint} within {timeout_s:.0f} s (is `voicewatch run` up?)") from None
+    finally:
+        socket.close()
+    if not reply.get("ok"):
+        raise ControlError(reply.get("error", "the core refused the request"))
+    return reply
