@@ -75,6 +75,18 @@ class ControlConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricsConfig:
+    address: str = "127.0.0.1"
+    """Prometheus endpoint address; loopback unless you mean otherwise."""
+    port: int | None = 9108
+    """HTTP port of /metrics; 0 = any free port (logged); null = no metrics endpoint."""
+
+    def validate(self) -> None:
+        if self.port is not None:
+            _check(0 <= self.port <= 65535, "metrics.port", self.port, "0 to 65535, or null")
+
+
+@dataclasses.dataclass(frozen=True)
 class WindowConfig:
     length_s: float = 2.0
     """Window length in seconds (the model is trained on 2 s)."""
@@ -143,6 +155,7 @@ class Config:
     ingest: IngestConfig = IngestConfig()
     events: EventsConfig = EventsConfig()
     control: ControlConfig = ControlConfig()
+    metrics: MetricsConfig = MetricsConfig()
     windows: WindowConfig = WindowConfig()
     model: ModelConfig = ModelConfig()
     bank: BankConfig = BankConfig()

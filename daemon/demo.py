@@ -40,7 +40,7 @@ def run_demo(speed: float | None = None, timeout_s: float = 300.0) -> int:
         ingest, events = f"ipc://{tmp}/ingest", f"ipc://{tmp}/events"
         config = Path(tmp, "config.yaml")
         config.write_text(f"ingest: {{endpoint: '{ingest}'}}\nevents: {{endpoint: '{events}', heartbeat_s: 0.2}}\n"
-                          "control: {endpoint: null}\n")
+                          "control: {endpoint: null}\nmetrics: {port: null}\n")
         core = subprocess.Popen([sys.executable, "-m", "voicewatch", "run", "-c", str(config)])
         sub = zmq.Context.instance().socket(zmq.SUB)
         sub.connect(events)

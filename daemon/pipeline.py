@@ -7,8 +7,9 @@ against every speaker with one product; only the detector then walks the items i
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ class Pipeline:
         self.detector = Detector(detector)
         self.max_batch = max_batch
         self.windows = 0
+        self.timed: Callable[[str], contextlib.AbstractContextManager[None]] = lambda _stage: contextlib.nullcontext()
+        """Wraps each stage (`features`, `embed`, `match`, `detect`); the service plugs in metrics."""
+        self.on_scores: Callable[[list[str], np.ndarray], None] | None = None
 
     def embed(self, windows: Sequence[Window]) -> torch.Tensor:
         """[B, D] embeddings of `windows`, batched per sample rate."""
@@ -39,9 +43,11 @@ class Pipeline:
         for rate in np.unique(rates):
             rows = np.flatnonzero(rates == rate)
             for chunk in np.array_split(rows, -(-len(rows) // self.max_batch)):
-                waves = torch.from_numpy(np.stack([windows[i].samples for i in chunk]))
-                features = self.embedder.features(waves, int(rate))
-                out[torch.from_numpy(chunk).to(out.device)] = self.embedder.embed_features(features)
+                with self.timed("features"):
+                    waves = torch.from_numpy(np.stack([windows[i].samples for i in chunk]))
+                    features = self.embedder.features(waves, int(rate))
+                with self.timed("embed"):
+                    out[torch.from_numpy(chunk).to(out.device)] = self.embedder.embed_features(features)
         return out
 
     def score(self, windows: Sequence[Window]) -> np.ndarray:
@@ -49,7 +55,9 @@ class Pipeline:
         if not windows:
             return np.zeros((0, len(self.bank)), dtype=np.float32)
         with torch.inference_mode():
-            return self.bank.score(self.embed(windows)).cpu().numpy()
+            embeddings = self.embed(windows)
+            with self.timed("match"):
+                return self.bank.score(embeddings).cpu().numpy()
 
     def process(self, items: Sequence[Item]) -> list[Event]:
         windows = [item for item in items if isinstance(item, Window)]
@@ -57,14 +65,17 @@ class Pipeline:
         positive = scores > self.bank.thresholds().numpy()[None, :]
         names = self.bank.names
         self.windows += len(windows)
+        if self.on_scores is not None:
+            self.on_scores(names, scores)
         events: list[Event] = []
         row = 0
-        for item in items:
-            if isinstance(item, Window):
-                events += self.detector.observe(item, names, scores[row], positive[row])
-                row += 1
-            else:
-                events += self.close_stream(item)
+        with self.timed("detect"):
+            for item in items:
+                if isinstance(item, Window):
+                    events += self.detector.observe(item, names, scores[row], positive[row])
+                    row += 1
+                else:
+                    events += self.close_stream(item)
         return events
 
     def close_stream(self, item: StreamBreak) -> list[Event]:

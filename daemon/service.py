@@ -7,11 +7,12 @@ latency; a thousand streams → large batches and high throughput.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import zmq
 
@@ -22,6 +23,7 @@ from voicewatch.embedder import Embedder
 from voicewatch.eventlog import EventLog
 from voicewatch.events import EventPublisher
 from voicewatch.ingest import Ingest
+from voicewatch.metrics import Metrics
 from voicewatch.pipeline import Pipeline
 from voicewatch.protocol import Event
 from voicewatch.shipped import DEMO_BANK
@@ -30,6 +32,11 @@ from voicewatch.systemd import Notifier
 _LOG = logging.getLogger(__name__)
 CORE_STREAM = "_core"
 """Stream name of the core's own `status` heartbeats."""
+RESTART_ONLY = ("ingest", "events", "control", "metrics", "windows", "processing")
+"""Config sections a reload cannot change (sockets and buffers are built from them)."""
+
+Loader = Callable[[], tuple[Config, Embedder, SpeakerBank]]
+"""Builds the next (config, model, bank) on reload; raises when any of them is invalid."""
 
 
 def load_model_and_bank(config: Config) -> tuple[Embedder, SpeakerBank]:
@@ -41,8 +48,16 @@ def load_model_and_bank(config: Config) -> tuple[Embedder, SpeakerBank]:
     return embedder, bank
 
 
-Loader = Callable[[], tuple[Config, Embedder, SpeakerBank]]
-"""Builds the next (config, model, bank) on reload; raises when any of them is invalid."""
+@dataclasses.dataclass
+class _Io:
+    """What `run` opens and must close: sockets, the event log, the publisher."""
+
+    pull: zmq.Socket
+    pub: zmq.Socket
+    control: zmq.Socket | None
+    poller: zmq.Poller
+    log: EventLog | None
+    publisher: EventPublisher
 
 
 class Core:
@@ -55,94 +70,126 @@ class Core:
         self.ingest = Ingest(config.ingest, config.windows)
         self.pipeline = Pipeline(embedder, bank, config.detector, config.processing.max_batch_windows)
         self.notifier = notifier or Notifier()
+        self.metrics = Metrics()
+        self.pipeline.timed = self.metrics.timed
+        self.pipeline.on_scores = self.metrics.scores.observe
+        self.controller = Controller(self, config.control.max_request_bytes)
         self.context = zmq.Context.instance()
-        self.ticks = 0
 
-    def _bind_control(self) -> zmq.Socket | None:
-        if self.config.control.endpoint is None:
-            return None
-        rep = self.context.socket(zmq.REP)
-        rep.setsockopt(zmq.MAXMSGSIZE, self.config.control.max_request_bytes)
-        rep.bind(self.config.control.endpoint)
-        return rep
+    def run(self, stop: threading.Event) -> None:
+        """Serve until `stop` is set; then end open segments, flush, close."""
+        with self._open() as io:
+            if self.config.metrics.port is not None:
+                self.metrics.serve(self.config.metrics.address, self.config.metrics.port)
+            self._bank_metrics()
+            _LOG.info("core ready: ingest %s, events %s, %d speakers, model %s on %s",
+                      self.config.ingest.endpoint, self.config.events.endpoint, len(self.pipeline.bank),
+                      self.pipeline.embedder.model_id, self.pipeline.embedder.device)
+            self.notifier.ready(self._status())
+            started = time.monotonic()
+            heartbeat = Every(self.config.events.heartbeat_s)
+            watchdog = Every(self.notifier.watchdog_interval)
+            prune = Every(3600.0 if io.log is not None else None, first=0.0)
+            try:
+                while not stop.is_set():
+                    self._step(io)
+                    if heartbeat.due():
+                        self._heartbeat(io, round(time.monotonic() - started, 3))
+                    if watchdog.due():  # from the loop itself: a stuck pipeline stops the pings
+                        self.notifier.watchdog()
+                    if prune.due() and io.log is not None and (pruned := io.log.prune()):
+                        _LOG.info("pruned %d events older than the retention period from the log", pruned)
+            finally:
+                self.notifier.stopping()
+                closed = io.publisher.publish(self.pipeline.close_all())
+                _LOG.info("core stopping: ended %d open segments; %d frames, %d windows, %d events, bad frames %s",
+                          len(closed), self.ingest.frames, self.pipeline.windows, io.publisher.published,
+                          dict(self.ingest.dropped) or "none")
 
-    def _bind(self) -> tuple[zmq.Socket, zmq.Socket]:
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[_Io]:
         pull = self.context.socket(zmq.PULL)
         pull.setsockopt(zmq.RCVHWM, self.config.ingest.receive_hwm)
         # Transport-level guard far above the per-frame limit: protects memory from a rogue peer,
         # while ordinary oversize frames still arrive and are counted as `too_large`.
         pull.setsockopt(zmq.MAXMSGSIZE, 4 * self.config.ingest.max_frame_bytes)
-        pull.bind(self.config.ingest.endpoint)
         pub = self.context.socket(zmq.PUB)
         pub.setsockopt(zmq.SNDHWM, 100_000)
-        pub.bind(self.config.events.endpoint)
-        return pull, pub
-
-    def run(self, stop: threading.Event) -> None:
-        """Serve until `stop` is set; reload config, model and bank whenever `reload_requested` is set."""
-        pull, pub = self._bind()
-        control = self._bind_control()
-        controller = Controller(self, self.config.control.max_request_bytes)
-        poller = zmq.Poller()
-        poller.register(pull, zmq.POLLIN)
-        if control is not None:
-            poller.register(control, zmq.POLLIN)
-        events = self.config.events
-        log = EventLog(events.log_path, events.retention_days) if events.log_path else None
-        publisher = EventPublisher(pub, log)
-        _LOG.info("core ready: ingest %s, events %s, %d speakers, model %s on %s",
-                  self.config.ingest.endpoint, events.endpoint, len(self.pipeline.bank),
-                  self.pipeline.embedder.model_id, self.pipeline.embedder.device)
-        self.notifier.ready(self._status())
-        started = time.monotonic()
-        heartbeat = Every(events.heartbeat_s)
-        watchdog = Every(self.notifier.watchdog_interval)
-        prune = Every(3600.0 if log is not None else None, first=0.0)
+        control = self.context.socket(zmq.REP) if self.config.control.endpoint else None
+        log = None
         try:
-            while not stop.is_set():
-                ready = dict(poller.poll(100))
-                if pull in ready:
-                    self._tick(pull, publisher)
-                if control is not None and control in ready:
-                    control.send(controller.handle(control.recv_multipart()))
-                    publisher.publish(controller.pending_events)
-                    controller.pending_events = []
-                if self.reload_requested.is_set():
-                    self.reload_requested.clear()
-                    publisher.publish(self._reload())
-                if heartbeat.due():
-                    uptime = round(time.monotonic() - started, 3)
-                    publisher.announce(Event(type="status", stream=CORE_STREAM, start=uptime, end=uptime,
-                                             reason="heartbeat"))
-                    self.notifier.status(self._status())
-                if watchdog.due():
-                    self.notifier.watchdog()
-                if prune.due() and log is not None and (pruned := log.prune()):
-                    _LOG.info("pruned %d events older than %s days from the log", pruned, events.retention_days)
+            pull.bind(self.config.ingest.endpoint)
+            pub.bind(self.config.events.endpoint)
+            poller = zmq.Poller()
+            poller.register(pull, zmq.POLLIN)
+            if control is not None:
+                control.setsockopt(zmq.MAXMSGSIZE, self.config.control.max_request_bytes)
+                control.bind(self.config.control.endpoint)
+                poller.register(control, zmq.POLLIN)
+            events = self.config.events
+            log = EventLog(events.log_path, events.retention_days) if events.log_path else None
+            yield _Io(pull, pub, control, poller, log, EventPublisher(pub, log))
         finally:
-            self.notifier.stopping()
-            closed = publisher.publish(self.pipeline.close_all())
-            _LOG.info("core stopping: ended %d open segments; %d frames, %d windows, %d events, dropped %s",
-                      len(closed), self.ingest.frames, self.pipeline.windows, publisher.published,
-                      dict(self.ingest.dropped) or "none")
             pull.close(linger=0)
-            pub.close(linger=2000)
+            pub.close(linger=2000)  # let subscribers get the final `end` events
             if control is not None:
                 control.close(linger=0)
             if log is not None:
                 log.close()
 
-    def _tick(self, pull: zmq.Socket, publisher: EventPublisher) -> None:
+    def _step(self, io: _Io) -> None:
+        ready = dict(io.poller.poll(100))
+        if io.pull in ready:
+            self._tick(io)
+        if io.control is not None and io.control in ready:
+            io.control.send(self.controller.handle(io.control.recv_multipart()))
+            self._publish(io, self.controller.pending_events)
+            self.controller.pending_events = []
+            self._bank_metrics()
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            self._publish(io, self._reload())
+            self._bank_metrics()
+
+    def _tick(self, io: _Io) -> None:
+        started = time.perf_counter()
         items = []
-        for _ in range(self.config.processing.max_messages_per_tick):
-            try:
-                parts = pull.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            items += self.ingest.accept([part.buffer for part in parts])
+        with self.metrics.timed("ingest"):
+            for _ in range(self.config.processing.max_messages_per_tick):
+                try:
+                    parts = io.pull.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                items += self.ingest.accept([part.buffer for part in parts])
         if items:
-            publisher.publish(self.pipeline.process(items))
-        self.ticks += 1
+            windows_before = self.pipeline.windows
+            events = self.pipeline.process(items)
+            with self.metrics.timed("publish"):
+                self._publish(io, events)
+            self.metrics.batch.observe(self.pipeline.windows - windows_before)
+            self.metrics.windows.inc(self.pipeline.windows - windows_before)
+        self.metrics.tick.observe(time.perf_counter() - started)
+
+    def _publish(self, io: _Io, events: list[Event]) -> None:
+        for event in io.publisher.publish(events):
+            self.metrics.events.labels(event.type).inc()
+
+    def _heartbeat(self, io: _Io, uptime: float) -> None:
+        io.publisher.announce(Event(type="status", stream=CORE_STREAM, start=uptime, end=uptime, reason="heartbeat"))
+        self.notifier.status(self._status())
+        ingest, now, metrics = self.ingest, time.monotonic(), self.metrics
+        metrics.count_frames(ingest.frames, ingest.dropped)
+        metrics.streams.set(len(ingest.buffers))
+        for name, buffer in ingest.buffers.items():
+            elapsed = now - ingest.first_seen[name]
+            if elapsed > 0.5:
+                metrics.stream_rtf.labels(name).set(buffer.received / buffer.rate / elapsed)
+            metrics.stream_idle.labels(name).set(now - ingest.last_seen[name])
+
+    def _bank_metrics(self) -> None:
+        bank = self.pipeline.bank
+        self.metrics.bank_speakers.set(len(bank))
+        self.metrics.bank_exemplars.set(sum(len(bank.exemplars(n)) for n in bank.names))
 
     def _reload(self) -> list[Event]:
         """Swap in a new model and bank (and detector settings) atomically, or keep the old ones."""
@@ -155,11 +202,10 @@ class Core:
             _LOG.error("reload refused, keeping the running config, model and bank: %s", exc)
             self.notifier.ready(self._status())
             return []
-        fixed = ("ingest", "events", "control", "windows", "processing")
-        for section in fixed:
+        for section in RESTART_ONLY:
             if getattr(config, section) != getattr(self.config, section):
                 _LOG.warning("reload: changes under %r take effect only after a restart", section)
-        self.config = dataclasses.replace(config, **{name: getattr(self.config, name) for name in fixed})
+        self.config = dataclasses.replace(config, **{name: getattr(self.config, name) for name in RESTART_ONLY})
         self.pipeline.detector.config = config.detector
         self.pipeline.embedder = embedder
         ended = self.pipeline.swap_bank(bank)
@@ -170,7 +216,6 @@ class Core:
     def _status(self) -> str:
         bad = sum(self.ingest.dropped.values())
         return f"{len(self.ingest.buffers)} streams, {self.pipeline.windows} windows, {bad} bad frames"
-
 
 
 class Every:

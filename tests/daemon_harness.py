@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+import yaml
 import zmq
 
 from voicewatch.protocol import Event
@@ -20,18 +21,21 @@ from voicewatch.shipped import DEMO_RECORDING, DEMO_TRUTH
 
 
 class Daemon:
-    def __init__(self, workdir: Path, extra_config: str = "", log_path: Path | None = None,
+    def __init__(self, workdir: Path, config: dict[str, dict] | None = None, log_path: Path | None = None,
                  env: dict[str, str] | None = None) -> None:
         self.ingest = f"ipc://{workdir}/ingest"
         self.events = f"ipc://{workdir}/events"
         self.control = f"ipc://{workdir}/control"
         self.config = workdir / "config.yaml"
-        log = f", log_path: '{log_path}'" if log_path else ""
-        self.config.write_text(
-            f"ingest: {{endpoint: '{self.ingest}'}}\n"
-            f"control: {{endpoint: '{self.control}'}}\n"
-            f"events: {{endpoint: '{self.events}', heartbeat_s: 0.1{log}}}\n" + extra_config
-        )
+        sections: dict[str, dict] = {
+            "ingest": {"endpoint": self.ingest},
+            "events": {"endpoint": self.events, "heartbeat_s": 0.1, "log_path": str(log_path) if log_path else None},
+            "control": {"endpoint": self.control},
+            "metrics": {"port": None},
+        }
+        for name, values in (config or {}).items():
+            sections.setdefault(name, {}).update(values)
+        self.config.write_text(yaml.safe_dump(sections))
         self.stderr_path = workdir / "core.stderr"
         self._stderr = open(self.stderr_path, "wb")
         self.process = subprocess.Popen(

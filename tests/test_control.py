@@ -21,7 +21,7 @@ from voicewatch.shipped import DEMO_BANK, DEMO_ENROLL, DEMO_RECORDING
 def core(tmp_path: Path):
     bank = tmp_path / "bank.safetensors"
     shutil.copy(DEMO_BANK, bank)
-    daemon = Daemon(tmp_path, extra_config=f"bank: {{path: '{bank}'}}\n")
+    daemon = Daemon(tmp_path, config={"bank": {"path": str(bank)}})
     daemon.bank_path = bank
     yield daemon
     if daemon.process.poll() is None:

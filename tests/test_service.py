@@ -56,7 +56,7 @@ def test_notify_protocol_ready_watchdog_reloading_ready_stopping_in_order(tmp_pa
 def test_sighup_swaps_in_a_new_bank_and_refuses_a_corrupt_one(tmp_path: Path) -> None:
     bank_path = tmp_path / "bank.safetensors"
     shutil.copy(DEMO_BANK, bank_path)
-    core = Daemon(tmp_path, extra_config=f"bank: {{path: '{bank_path}'}}\n")
+    core = Daemon(tmp_path, config={"bank": {"path": str(bank_path)}})
     try:
         bank_path.write_bytes(b"this is not a bank")
         core.process.send_signal(signal.SIGHUP)
