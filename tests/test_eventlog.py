@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from daemon_harness import Daemon
@@ -50,16 +52,20 @@ def test_a_restarted_core_continues_the_ids_and_tail_since_replays_then_follows(
     second = Daemon(tmp_path, log_path=log_path)
     tail = subprocess.Popen([sys.executable, "-m", "voicewatch", "tail", "--json", "--connect", second.events,
                              "--since", "0", "--log", str(log_path)], stdout=subprocess.PIPE, text=True)
+    printed: list[int] = []
+    reader = threading.Thread(target=lambda: printed.extend(json.loads(line)["id"] for line in tail.stdout))
+    reader.start()
     try:
         replay([str(DEMO_RECORDING)], second.ingest, ["after"], speed=None)
         second.wait_for_eos("after")
-        for _ in range(5):
+        everything = list(read_events(log_path))
+        deadline = time.monotonic() + 60
+        while len(printed) < len(everything) and time.monotonic() < deadline:
             second.wait_for(lambda e: e.reason == "heartbeat")
     finally:
         assert second.stop() == 0
         tail.terminate()
-        out, _ = tail.communicate(timeout=30)
-    everything = list(read_events(log_path))
+        tail.wait(timeout=30)
+        reader.join(timeout=30)
     assert everything[len(before)].id == len(before) + 1  # ids continued after the restart
-    printed = [json.loads(line)["id"] for line in out.splitlines()]
     assert printed == [e.id for e in everything]  # every logged event once, in order, none twice
