@@ -14,10 +14,11 @@ from pathlib import Path
 
 import zmq
 
+from voicewatch.bank import SpeakerBank
 from voicewatch.plugins.replay import replay
 from voicewatch.protocol import Event
 from voicewatch.scan import Segment, segments
-from voicewatch.shipped import DEMO_RECORDING, DEMO_TRUTH
+from voicewatch.shipped import DEMO_BANK, DEMO_RECORDING, DEMO_TRUTH
 from voicewatch.tail import clock
 
 STREAM = "demo"
@@ -65,8 +66,7 @@ def run_demo(speed: float | None = None, timeout_s: float = 300.0) -> int:
         if not done:
             print("the replay did not finish in time", file=sys.stderr)
             return 1
-    found = segments(received)
-    _print_timeline(found, truth)
+    _print_timeline(segments(received), truth, SpeakerBank.load(DEMO_BANK).names)
     return 0
 
 
@@ -81,10 +81,9 @@ def _wait_for(sub: zmq.Socket, predicate, core: subprocess.Popen, timeout_s: flo
     return False
 
 
-def _print_timeline(found: list[Segment], truth: list[dict]) -> None:
+def _print_timeline(found: list[Segment], truth: list[dict], enrolled: list[str]) -> None:
     print("\nground truth                      detected by voicewatch")
-    speakers = sorted({t["speaker"] for t in truth} | {s.speaker for s in found})
-    for speaker in speakers:
+    for speaker in sorted({t["speaker"] for t in truth} | {s.speaker for s in found}):
         spans_t = [(t["start"], t["end"]) for t in truth if t["speaker"] == speaker]
         spans_f = [(s.start, s.end, s.peak) for s in found if s.speaker == speaker]
         for i in range(max(len(spans_t), len(spans_f))):
@@ -92,5 +91,8 @@ def _print_timeline(found: list[Segment], truth: list[dict]) -> None:
             right = (f"{speaker:<8} {clock(spans_f[i][0])}–{clock(spans_f[i][1])}  peak {spans_f[i][2]:.2f}"
                      if i < len(spans_f) else "")
             print(f"{left:<34}{right}")
-        f1 = overlap_f1([(s, e) for s, e, _ in spans_f], spans_t)
-        print(f"{speaker}: timeline F1 {f1:.2f} (0.1 s ticks)\n")
+        if speaker in enrolled:
+            f1 = overlap_f1([(s, e) for s, e, _ in spans_f], spans_t)
+            print(f"{speaker}: timeline F1 {f1:.2f} (0.1 s ticks)\n")
+        else:
+            print(f"{speaker}: not enrolled in the demo bank, so never detected\n")
