@@ -143,11 +143,16 @@ class ProcessingConfig:
     """Most windows embedded in one tick; more waiting windows go to the next tick."""
     max_messages_per_tick: int = 20000
     """Most ingest frames read before the ready windows are processed."""
+    max_lag_s: float | None = 10.0
+    """Windows whose wall-clock end is older than this are dropped (counted, reported as `gap` events with
+    reason `overload`). Only streams that send `wall` can lag; null = never drop."""
 
     def validate(self) -> None:
         _check(1 <= self.max_batch_windows <= 65536, "processing.max_batch_windows", self.max_batch_windows, "1 to 65536")
         _check(1 <= self.max_messages_per_tick <= 1_000_000, "processing.max_messages_per_tick",
                self.max_messages_per_tick, "1 to 1000000")
+        if self.max_lag_s is not None:
+            _check(self.max_lag_s > 0, "processing.max_lag_s", self.max_lag_s, "> 0 seconds, or null")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -95,6 +95,7 @@ class Controller:
             "frames": ingest.frames,
             "windows": core.pipeline.windows,
             "bad_frames": dict(ingest.dropped),
+            "windows_dropped": dict(core.shedder.dropped),
             "speakers": len(core.pipeline.bank),
             "model": core.pipeline.embedder.model_id,
             "device": str(core.pipeline.embedder.device),

@@ -24,6 +24,7 @@ from voicewatch.eventlog import EventLog
 from voicewatch.events import EventPublisher
 from voicewatch.ingest import Ingest
 from voicewatch.metrics import Metrics
+from voicewatch.overload import LoadShedder
 from voicewatch.pipeline import Pipeline
 from voicewatch.protocol import Event
 from voicewatch.shipped import DEMO_BANK
@@ -74,6 +75,7 @@ class Core:
         self.pipeline.timed = self.metrics.timed
         self.pipeline.on_scores = self.metrics.scores.observe
         self.controller = Controller(self, config.control.max_request_bytes)
+        self.shedder = LoadShedder(config.processing.max_lag_s)
         self.context = zmq.Context.instance()
 
     def run(self, stop: threading.Event) -> None:
@@ -162,6 +164,9 @@ class Core:
                     break
                 items += self.ingest.accept([part.buffer for part in parts])
         if items:
+            dropped_before = sum(self.shedder.dropped.values())
+            items = self.shedder.shed(items, time.time())
+            self.metrics.windows_dropped.inc(sum(self.shedder.dropped.values()) - dropped_before)
             windows_before = self.pipeline.windows
             events = self.pipeline.process(items)
             with self.metrics.timed("publish"):
