@@ -87,6 +87,18 @@ class MetricsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class HealthConfig:
+    idle_s: float = 30.0
+    """A live stream without frames for this long gets a `status` event (reason `idle`)."""
+    silence_s: float = 60.0
+    """A stream sending only near-silence (peak below -60 dBFS) this long gets `status` (reason `silent`)."""
+
+    def validate(self) -> None:
+        _check(self.idle_s > 0, "health.idle_s", self.idle_s, "> 0 seconds")
+        _check(self.silence_s > 0, "health.silence_s", self.silence_s, "> 0 seconds")
+
+
+@dataclasses.dataclass(frozen=True)
 class WindowConfig:
     length_s: float = 2.0
     """Window length in seconds (the model is trained on 2 s)."""
@@ -161,6 +173,7 @@ class Config:
     events: EventsConfig = EventsConfig()
     control: ControlConfig = ControlConfig()
     metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
     windows: WindowConfig = WindowConfig()
     model: ModelConfig = ModelConfig()
     bank: BankConfig = BankConfig()

@@ -12,11 +12,14 @@ import logging
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from voicewatch.config import IngestConfig, WindowConfig
 from voicewatch.protocol import BadFrame, Frame, decode_frame
 from voicewatch.windows import Window, WindowBuffer
 
 _LOG = logging.getLogger(__name__)
+SILENCE_PEAK = 10 ** (-60 / 20)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +73,8 @@ class Ingest:
         self.first_seen: dict[str, float] = {}
         """Monotonic time of each live stream's first frame (for its real-time factor)."""
         self.last_seen: dict[str, float] = {}
+        self.last_sound: dict[str, float] = {}
+        """Monotonic time of each stream's last frame that was not near-silent (peak above -60 dBFS)."""
         self.frames = 0
         self.dropped: collections.Counter[str] = collections.Counter()
         """Bad frames by reason."""
@@ -105,6 +110,10 @@ class Ingest:
         self.next_seq[stream] = header.seq + 1
         self.last_seen[stream] = now = time.monotonic()
         self.first_seen.setdefault(stream, now)
+        if frame.samples.size and float(np.abs(frame.samples).max()) > SILENCE_PEAK:
+            self.last_sound[stream] = now
+        else:
+            self.last_sound.setdefault(stream, now)
         items.extend(buffer.push(frame.samples))
         if header.eos:
             items.append(StreamBreak(stream, "eos", buffer.time, buffer.time, _wall_at(buffer)))
@@ -118,7 +127,7 @@ class Ingest:
         return buffer
 
     def close(self, stream: str) -> None:
-        for table in (self.buffers, self.next_seq, self.first_seen, self.last_seen):
+        for table in (self.buffers, self.next_seq, self.first_seen, self.last_seen, self.last_sound):
             table.pop(stream, None)
 
 

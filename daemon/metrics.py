@@ -76,6 +76,8 @@ class Metrics:
                                 ["stream"], registry=r)
         self.stream_idle = Gauge("voicewatch_stream_idle_seconds", "Seconds since the stream's last frame",
                                  ["stream"], registry=r)
+        self.unhealthy = Gauge("voicewatch_streams_unhealthy", "Streams currently idle or silent", ["condition"],
+                               registry=r)
         self.bank_speakers = Gauge("voicewatch_bank_speakers", "Speakers in the bank", registry=r)
         self.bank_exemplars = Gauge("voicewatch_bank_exemplars", "Exemplars in the bank", registry=r)
         self.scores = ScoreHistograms()

@@ -22,6 +22,7 @@ from voicewatch.control import Controller
 from voicewatch.embedder import Embedder
 from voicewatch.eventlog import EventLog
 from voicewatch.events import EventPublisher
+from voicewatch.health import HealthWatch
 from voicewatch.ingest import Ingest
 from voicewatch.metrics import Metrics
 from voicewatch.overload import LoadShedder
@@ -33,7 +34,7 @@ from voicewatch.systemd import Notifier
 _LOG = logging.getLogger(__name__)
 CORE_STREAM = "_core"
 """Stream name of the core's own `status` heartbeats."""
-RESTART_ONLY = ("ingest", "events", "control", "metrics", "windows", "processing")
+RESTART_ONLY = ("ingest", "events", "control", "metrics", "health", "windows", "processing")
 """Config sections a reload cannot change (sockets and buffers are built from them)."""
 
 Loader = Callable[[], tuple[Config, Embedder, SpeakerBank]]
@@ -76,6 +77,7 @@ class Core:
         self.pipeline.on_scores = self.metrics.scores.observe
         self.controller = Controller(self, config.control.max_request_bytes)
         self.shedder = LoadShedder(config.processing.max_lag_s)
+        self.health = HealthWatch(config.health.idle_s, config.health.silence_s)
         self.context = zmq.Context.instance()
 
     def run(self, stop: threading.Event) -> None:
@@ -183,6 +185,9 @@ class Core:
         io.publisher.announce(Event(type="status", stream=CORE_STREAM, start=uptime, end=uptime, reason="heartbeat"))
         self.notifier.status(self._status())
         ingest, now, metrics = self.ingest, time.monotonic(), self.metrics
+        self._publish(io, self.health.check(ingest, now))
+        for condition in ("idle", "silent"):
+            metrics.unhealthy.labels(condition).set(sum(c == condition for c in self.health.reported.values()))
         metrics.count_frames(ingest.frames, ingest.dropped)
         metrics.streams.set(len(ingest.buffers))
         for name, buffer in ingest.buffers.items():
