@@ -74,7 +74,7 @@ def _tail(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     topics = subscription_topics(args.stream, args.speaker, include_streams=args.speaker is None)
     try:
-        follow(args.connect, topics, print_events(args.json), stop, args.log, args.since)
+        follow(args.connect, topics, print_events(args.json), stop, args.log, args.since, _curve(args))
     except KeyboardInterrupt:
         pass
     return 0
@@ -126,10 +126,10 @@ def _speakers_via_core(args: argparse.Namespace) -> int:
     from voicewatch.control import request
 
     for name in args.remove or []:
-        request(args.connect, {"cmd": "remove", "name": name})
+        request(args.connect, {"cmd": "remove", "name": name}, curve=_curve(args))
     for name, value in args.set_threshold or []:
-        request(args.connect, {"cmd": "set_threshold", "name": name, "threshold": value})
-    _print_speakers(request(args.connect, {"cmd": "speakers"})["speakers"], args.json)
+        request(args.connect, {"cmd": "set_threshold", "name": name, "threshold": value}, curve=_curve(args))
+    _print_speakers(request(args.connect, {"cmd": "speakers"}, curve=_curve(args))["speakers"], args.json)
     return 0
 
 
@@ -146,7 +146,7 @@ def _print_speakers(rows: list[dict], as_json: bool) -> None:
 def _status(args: argparse.Namespace) -> int:
     from voicewatch.control import request
 
-    reply = request(args.connect, {"cmd": "status"})
+    reply = request(args.connect, {"cmd": "status"}, curve=_curve(args))
     if args.json:
         print(json.dumps(reply))
         return 0
@@ -167,6 +167,32 @@ def _threshold_assignment(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a number, got {text!r}") from None
 
 
+def _curve(args: argparse.Namespace):  # noqa: ANN202 - CurveClient | None, imported lazily
+    from voicewatch.security import client_from_args
+
+    return client_from_args(args.curve_server_key, args.curve_client_key)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from voicewatch.security import make_keys
+
+    public, secret = make_keys(args.folder, args.name)
+    print(f"public key (give to the other side): {public}\nsecret key (keep private):        {secret}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from voicewatch.eventlog import read_events
+
+    for event in read_events(args.log, stream=args.stream, start=args.start, end=args.end):
+        if not args.rttm:
+            print(json.dumps(event.to_dict()))
+        elif event.type == "end":
+            duration = event.end - event.start
+            print(f"SPEAKER {event.stream} 1 {event.start:.3f} {duration:.3f} <NA> <NA> {event.speaker} <NA> <NA>")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from voicewatch.demo import run_demo
 
@@ -185,6 +211,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from voicewatch.plugins.replay import ReplaySource, parse_speed
+    from voicewatch.security import add_client_arguments
 
     parser = argparse.ArgumentParser(prog="voicewatch", description="Find one voice in many audio streams.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -216,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true", help="print events as JSON lines")
     tail.add_argument("--since", type=int, metavar="ID", help="first replay logged events after this id, then follow")
     tail.add_argument("--log", metavar="PATH", help="the core's event log (events.log_path), for --since")
+    add_client_arguments(tail)
 
     enroll = command("enroll", _enroll, "add a speaker to a bank from WAV/FLAC clips")
     enroll.add_argument("name", metavar="NAME")
@@ -233,11 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
     speakers.add_argument("--remove", action="append", metavar="NAME")
     speakers.add_argument("--set-threshold", action="append", metavar="NAME=VALUE", type=_threshold_assignment)
     speakers.add_argument("--json", action="store_true")
+    add_client_arguments(speakers)
 
     status = command("status", _status, "ask a running core for its streams, counters and model")
     status.add_argument("--connect", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
                         help="the core's control endpoint (default %(default)s)")
     status.add_argument("--json", action="store_true")
+    add_client_arguments(status)
+
+    keys = command("keys", _keys, "make a CURVE key pair (NAME.key public, NAME.key_secret private)")
+    keys.add_argument("folder", metavar="FOLDER")
+    keys.add_argument("name", metavar="NAME")
+
+    export = command("export", _export, "print logged events as JSON lines, or finished segments as RTTM")
+    export.add_argument("--log", required=True, metavar="PATH", help="the core's event log (events.log_path)")
+    export.add_argument("--rttm", action="store_true", help="RTTM lines of finished segments instead of JSON events")
+    export.add_argument("--stream", help="only this stream")
+    export.add_argument("--start", type=float, metavar="SECONDS", help="segments ending after this stream time")
+    export.add_argument("--end", type=float, metavar="SECONDS", help="segments starting before this stream time")
 
     demo = command("demo", _demo, "start a core, replay the shipped demo recording, print found vs true timeline")
     demo.add_argument("--speed", type=parse_speed, default=None, help="replay speed (default: max)")

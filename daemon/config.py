@@ -99,6 +99,23 @@ class HealthConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SecurityConfig:
+    curve: bool = False
+    """Encrypt and authenticate ingest, events and control with CURVE."""
+    secret_key: str | None = None
+    """The core's secret certificate (`NAME.key_secret` from `voicewatch keys`); required with curve."""
+    authorized_keys: str | None = None
+    """Folder of client public certificates (`*.key`) allowed to connect; required with curve."""
+
+    def validate(self) -> None:
+        if self.curve:
+            _check(self.secret_key is not None, "security.secret_key", self.secret_key,
+                   "a path to the core's NAME.key_secret (make one with `voicewatch keys`)")
+            _check(self.authorized_keys is not None, "security.authorized_keys", self.authorized_keys,
+                   "a folder of allowed clients' NAME.key files")
+
+
+@dataclasses.dataclass(frozen=True)
 class WindowConfig:
     length_s: float = 2.0
     """Window length in seconds (the model is trained on 2 s)."""
@@ -174,6 +191,7 @@ class Config:
     control: ControlConfig = ControlConfig()
     metrics: MetricsConfig = MetricsConfig()
     health: HealthConfig = HealthConfig()
+    security: SecurityConfig = SecurityConfig()
     windows: WindowConfig = WindowConfig()
     model: ModelConfig = ModelConfig()
     bank: BankConfig = BankConfig()

@@ -18,6 +18,7 @@ from typing import Any
 from voicewatch.bank import SpeakerBank
 from voicewatch.enrollment import embed_clips
 from voicewatch.protocol import Event
+from voicewatch.security import CurveClient
 
 _LOG = logging.getLogger(__name__)
 CONTROL_VERSION = 1
@@ -140,13 +141,16 @@ class Controller:
         self.pending_events += self.core.pipeline.swap_bank(bank)
 
 
-def request(endpoint: str, payload: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
+def request(endpoint: str, payload: dict[str, Any], timeout_s: float = 30.0,
+            curve: CurveClient | None = None) -> dict[str, Any]:
     """Send one control request to a core and return its reply; raises ControlError on failure."""
     import zmq
 
     socket = zmq.Context.instance().socket(zmq.REQ)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
+    if curve is not None:
+        curve.secure(socket)
     socket.connect(endpoint)
     try:
         socket.send(json.dumps({"v": CONTROL_VERSION, **payload}).encode())

@@ -28,13 +28,14 @@ from voicewatch.metrics import Metrics
 from voicewatch.overload import LoadShedder
 from voicewatch.pipeline import Pipeline
 from voicewatch.protocol import Event
+from voicewatch.security import CurveServer, is_local
 from voicewatch.shipped import DEMO_BANK
 from voicewatch.systemd import Notifier
 
 _LOG = logging.getLogger(__name__)
 CORE_STREAM = "_core"
 """Stream name of the core's own `status` heartbeats."""
-RESTART_ONLY = ("ingest", "events", "control", "metrics", "health", "windows", "processing")
+RESTART_ONLY = ("ingest", "events", "control", "metrics", "health", "security", "windows", "processing")
 """Config sections a reload cannot change (sockets and buffers are built from them)."""
 
 Loader = Callable[[], tuple[Config, Embedder, SpeakerBank]]
@@ -120,16 +121,24 @@ class Core:
         pub = self.context.socket(zmq.PUB)
         pub.setsockopt(zmq.SNDHWM, 100_000)
         control = self.context.socket(zmq.REP) if self.config.control.endpoint else None
+        if control is not None:
+            control.setsockopt(zmq.MAXMSGSIZE, self.config.control.max_request_bytes)
         log = None
+        security = self.config.security
+        curve = CurveServer(self.context, security.secret_key, security.authorized_keys) if security.curve else None
         try:
-            pull.bind(self.config.ingest.endpoint)
-            pub.bind(self.config.events.endpoint)
             poller = zmq.Poller()
-            poller.register(pull, zmq.POLLIN)
-            if control is not None:
-                control.setsockopt(zmq.MAXMSGSIZE, self.config.control.max_request_bytes)
-                control.bind(self.config.control.endpoint)
-                poller.register(control, zmq.POLLIN)
+            for socket, endpoint in ((pull, self.config.ingest.endpoint), (pub, self.config.events.endpoint),
+                                     (control, self.config.control.endpoint)):
+                if socket is None or endpoint is None:
+                    continue
+                if curve is not None:
+                    curve.secure(socket)
+                elif not is_local(endpoint):
+                    _LOG.warning("%s is reachable from other machines without CURVE: set security.curve", endpoint)
+                socket.bind(endpoint)
+                if socket is not pub:
+                    poller.register(socket, zmq.POLLIN)
             events = self.config.events
             log = EventLog(events.log_path, events.retention_days) if events.log_path else None
             yield _Io(pull, pub, control, poller, log, EventPublisher(pub, log))
@@ -140,6 +149,8 @@ class Core:
                 control.close(linger=0)
             if log is not None:
                 log.close()
+            if curve is not None:
+                curve.stop()
 
     def _step(self, io: _Io) -> None:
         ready = dict(io.poller.poll(100))

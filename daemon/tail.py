@@ -10,6 +10,7 @@ import zmq
 
 from voicewatch.eventlog import read_events
 from voicewatch.protocol import Event
+from voicewatch.security import CurveClient
 
 
 def clock(seconds: float) -> str:
@@ -34,7 +35,7 @@ def format_event(event: Event) -> str | None:
 
 
 def follow(endpoint: str, topics: Sequence[str], on_event: Callable[[Event], bool], stop: threading.Event,
-           log_path: str | None = None, since: int | None = None) -> None:
+           log_path: str | None = None, since: int | None = None, curve: CurveClient | None = None) -> None:
     """Call `on_event` for every event until it returns False or `stop` is set.
 
     With `since`, first replay the logged events after that id, then go on live with no gap and
@@ -43,6 +44,8 @@ def follow(endpoint: str, topics: Sequence[str], on_event: Callable[[Event], boo
     the log are skipped by id.
     """
     socket = zmq.Context.instance().socket(zmq.SUB)
+    if curve is not None:
+        curve.secure(socket)
     socket.connect(endpoint)
     catching_up = since is not None
     for topic in [*topics, "status._core."] if catching_up else topics:

@@ -16,6 +16,7 @@ from pathlib import Path
 import zmq
 
 from voicewatch.protocol import FrameHeader
+from voicewatch.security import CurveClient, add_client_arguments, client_from_args
 from voicewatch.sourceframes import file_frames
 
 _LOG = logging.getLogger(__name__)
@@ -50,11 +51,14 @@ def interleave(files: Sequence[str], streams: Sequence[str], chunk_s: float) -> 
 
 
 def replay(files: Sequence[str], endpoint: str, streams: Sequence[str], speed: float | None = 1.0,
-           chunk_s: float = 0.1, timeout_s: float = 60.0) -> int:
+           chunk_s: float = 0.1, timeout_s: float = 60.0, curve: CurveClient | None = None) -> int:
     """Send every frame of `files` to the core at `endpoint`; returns the number of frames sent."""
     context = zmq.Context.instance()
     push = context.socket(zmq.PUSH)
+    if curve is not None:
+        curve.secure(push)
     push.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
+    push.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a connection the core accepted: no silent loss
     push.setsockopt(zmq.LINGER, int(timeout_s * 1000))
     push.connect(endpoint)
     sent = 0
@@ -90,8 +94,10 @@ class ReplaySource:
         parser.add_argument("--chunk-ms", type=float, default=100.0, help="frame length in ms (default 100)")
         parser.add_argument("--timeout", type=float, default=60.0,
                             help="give up when the core takes no frame for this many seconds")
+        add_client_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         streams = stream_names(args.files, args.stream)
-        replay(args.files, args.connect, streams, args.speed, args.chunk_ms / 1000, args.timeout)
+        curve = client_from_args(args.curve_server_key, args.curve_client_key)
+        replay(args.files, args.connect, streams, args.speed, args.chunk_ms / 1000, args.timeout, curve)
         return 0

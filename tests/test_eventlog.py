@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from daemon_harness import Daemon
+from daemon_harness import Daemon, run_cli
 from voicewatch.eventlog import EventLog, read_events
 from voicewatch.plugins.replay import replay
 from voicewatch.protocol import Event
@@ -69,3 +69,18 @@ def test_a_restarted_core_continues_the_ids_and_tail_since_replays_then_follows(
         reader.join(timeout=30)
     assert everything[len(before)].id == len(before) + 1  # ids continued after the restart
     assert printed == [e.id for e in everything]  # every logged event once, in order, none twice
+
+
+def test_export_prints_finished_segments_as_rttm(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events.sqlite")
+    log.append([
+        Event(type="start", stream="ch3", speaker="alice", start=186.0, end=188.0, peak=0.8, mean=0.8),
+        Event(type="end", stream="ch3", speaker="alice", start=186.0, end=221.5, peak=0.86, mean=0.79),
+        Event(type="end", stream="ch4", speaker="bob", start=10.0, end=20.0, peak=0.9, mean=0.8),
+    ])
+    log.close()
+    result = run_cli("export", "--log", str(tmp_path / "events.sqlite"), "--rttm", "--stream", "ch3", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["SPEAKER ch3 1 186.000 35.500 <NA> <NA> alice <NA> <NA>"]
+    every = run_cli("export", "--log", str(tmp_path / "events.sqlite"), timeout=60)
+    assert [json.loads(line)["id"] for line in every.stdout.splitlines()] == [1, 2, 3]
