@@ -1,0 +1,56 @@
+"""Broadcast-condition augmentation of 2 s windows: noise and music beds, telephone band."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torchaudio
+
+
+def _at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    power = np.mean(signal**2) + 1e-10
+    noise_power = np.mean(noise**2) + 1e-10
+    return signal + noise * np.sqrt(power / (noise_power * 10 ** (snr_db / 10)))
+
+
+def noise_bed(length: int, rng: np.random.Generator) -> np.ndarray:
+    white = rng.standard_normal(length).astype(np.float32)
+    if rng.random() < 0.5:
+        return white
+    brown = np.cumsum(white)  # a rumble-heavy colour, like hum and crowd
+    return (brown - np.convolve(brown, np.ones(64) / 64, mode="same")).astype(np.float32)
+
+
+def music_bed(length: int, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Chords of harmonic tones that change every half second: a crude but real music bed."""
+    t = np.arange(length) / rate
+    out = np.zeros(length, dtype=np.float32)
+    step = rate // 2
+    for start in range(0, length, step):
+        segment = slice(start, min(length, start + step))
+        for _ in range(3):
+            f0 = 110 * 2 ** (rng.integers(0, 36) / 12)
+            for harmonic in range(1, 6):
+                out[segment] += np.sin(2 * np.pi * f0 * harmonic * t[segment]) / harmonic
+    return out
+
+
+def telephone(waves: np.ndarray, rate: int) -> np.ndarray:
+    """Down to 8 kHz and back: the 300-3400 Hz world of call-ins."""
+    low = torchaudio.functional.resample(torch.from_numpy(waves), rate, 8000)
+    return torchaudio.functional.resample(low, 8000, rate)[..., : waves.shape[-1]].numpy()
+
+
+def augment(windows: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A randomly degraded copy of each [N, T] window."""
+    out = windows.copy()
+    for row in range(len(out)):
+        choice = rng.random()
+        if choice < 0.45:
+            out[row] = _at_snr(out[row], noise_bed(out.shape[1], rng), rng.uniform(0, 20))
+        elif choice < 0.75:
+            out[row] = _at_snr(out[row], music_bed(out.shape[1], rate, rng), rng.uniform(0, 20))
+    phone = rng.random(len(out)) < 0.3
+    if phone.any():
+        out[phone] = telephone(out[phone], rate)
+    return out.astype(np.float32)

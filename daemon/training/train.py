@@ -1,0 +1,231 @@
+"""`voicewatch train`: the conv1d embedder, trained with cosine triplets and mined hard negatives.
+
+Loss per anchor, margin 0.3 (the customer's notes): `max(0, m + cos(a, n) − cos(a, p))` with
+- batch-hard mining inside a P×K batch (hardest positive, hardest negative), and
+- hard negatives mined **outside** the batch: a pool of other windows' embeddings, refreshed every
+  `--pool-every` steps, is scored against all anchors with one matrix product; each anchor's worst
+  violator of another speaker is embedded afresh and adds a second triplet term.
+Features are computed once per window and augmentation (noise and music beds at 0–20 dB SNR,
+telephone band, speed-perturbed pseudo-speakers) is baked into several copies of each window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from voicewatch.embedder import Architecture, Embedder, EmbedderNet
+from voicewatch.enrollment import enrollment_windows, load_clip
+from voicewatch.features import FeatureExtractor, FeatureSettings
+from voicewatch.training.augment import augment
+from voicewatch.training.evaluate import window_trials_eer
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Windows:
+    features: torch.Tensor
+    """[N, n_mels, frames] float16."""
+    labels: torch.Tensor
+    """[N] speaker index."""
+    speakers: list[str]
+
+
+def speaker_windows(corpus: Path, entry: dict, rate: int, speed: float = 1.0) -> np.ndarray:
+    clips = [load_clip(corpus / f, rate) for f in entry["files"]]
+    if speed != 1.0:
+        resampled = []
+        for clip in clips:
+            wave = torch.from_numpy(clip.samples)
+            # playing `speed` times faster shifts pitch and formants: a different pseudo-speaker
+            wave = torch.nn.functional.interpolate(wave[None, None], scale_factor=1 / speed, mode="linear")[0, 0]
+            resampled.append(dataclasses.replace(clip, samples=wave.numpy()))
+        clips = resampled
+    return enrollment_windows(clips, rate)
+
+
+def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: int, seed: int,
+                  speeds: tuple[float, ...] = (1.0,)) -> Windows:
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    extractor = FeatureExtractor(settings)
+    rng = np.random.default_rng(seed)
+    features, labels, speakers = [], [], []
+    for entry in manifest["speakers"]:
+        if entry["split"] != split:
+            continue
+        for speed in speeds if entry["kind"] == "human" else (1.0,):
+            windows = speaker_windows(corpus, entry, settings.sample_rate, speed)
+            if len(windows) < 4:
+                continue
+            label = len(speakers)
+            speakers.append(entry["speaker"] + ("" if speed == 1.0 else f"@{speed}"))
+            for copy in range(copies):
+                waves = windows if copy == 0 else augment(windows, settings.sample_rate, rng)
+                with torch.inference_mode():
+                    features.append(extractor(torch.from_numpy(waves), settings.sample_rate).half())
+                labels.append(torch.full((len(windows),), label))
+    _LOG.info("%s: %d speakers, %d windows × %d copies", split, len(speakers), sum(len(f) for f in features) // copies,
+              copies)
+    return Windows(torch.cat(features), torch.cat(labels), speakers)
+
+
+def triplet_terms(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, margin: float) -> torch.Tensor:
+    """Per-anchor `max(0, margin + cos(a, n) − cos(a, p))` for unit vectors."""
+    return F.relu(margin + (anchors * negatives).sum(-1) - (anchors * positives).sum(-1))
+
+
+def batch_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Hardest positive and hardest negative inside the batch, per anchor."""
+    sims = embeddings @ embeddings.T
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    hardest_pos = sims.masked_fill(~same | eye, 2.0).min(dim=1).values
+    hardest_neg = sims.masked_fill(same, -2.0).max(dim=1).values
+    return F.relu(margin + hardest_neg - hardest_pos)
+
+
+def batch_all(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mean over every violating (anchor, positive, negative) triplet of the batch.
+
+    Steadier than batch-hard from a random start, where batch-hard tends to collapse all embeddings
+    onto one point (loss stuck at exactly the margin)."""
+    sims = embeddings @ embeddings.T
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    valid = (same & ~eye)[:, :, None] & ~same[:, None, :]
+    losses = F.relu(margin + sims[:, None, :] - sims[:, :, None])[valid]
+    violating = losses[losses > 1e-6]
+    return violating.mean() if len(violating) else losses.sum() * 0
+
+
+def mine_outside(anchors: torch.Tensor, anchor_labels: torch.Tensor, pool: torch.Tensor,
+                 pool_labels: torch.Tensor) -> torch.Tensor:
+    """Index into the pool of each anchor's most similar window of another speaker (one product)."""
+    sims = anchors @ pool.T
+    sims = sims.masked_fill(anchor_labels[:, None] == pool_labels[None, :], -2.0)
+    return sims.argmax(dim=1)
+
+
+def sample_batch(labels: torch.Tensor, speakers: int, per_speaker: int, rng: np.random.Generator) -> torch.Tensor:
+    chosen = rng.choice(int(labels.max()) + 1, size=speakers, replace=False)
+    rows = []
+    for label in chosen:
+        candidates = torch.nonzero(labels == int(label)).flatten().numpy()
+        rows.append(rng.choice(candidates, size=per_speaker, replace=len(candidates) < per_speaker))
+    return torch.from_numpy(np.concatenate(rows))
+
+
+def train(args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    torch.set_num_threads(args.threads)
+    settings = FeatureSettings()
+    architecture = Architecture(tuple(int(c) for c in args.channels.split(",")), args.kernel_size, args.embedding_dim)
+    data = build_windows(args.corpus, "train", settings, args.copies, args.seed, speeds=(1.0, 0.88, 1.12))
+    val = build_windows(args.corpus, "val", settings, 2, args.seed + 1)
+    net = EmbedderNet(settings.n_mels, architecture)
+    optimiser = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=1e-5)
+    start_step, log = 0, []
+    checkpoint = Path(str(args.out) + ".train.pt")
+    if args.resume and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=True)
+        net.load_state_dict(state["net"])
+        optimiser.load_state_dict(state["optimiser"])
+        start_step = int(state["step"])
+        _LOG.info("resumed at step %d", start_step)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=args.steps, last_epoch=start_step - 1)
+    pool = pool_labels = None
+    started = time.monotonic()
+    for step in range(start_step, args.steps):
+        if step % args.pool_every == 0:
+            net.eval()
+            rows = torch.from_numpy(rng.choice(len(data.labels), size=min(args.pool, len(data.labels)), replace=False))
+            with torch.no_grad():
+                pool, pool_labels, pool_rows = net(data.features[rows].float()), data.labels[rows], rows
+            net.train()
+        batch = sample_batch(data.labels, args.batch_speakers, args.batch_per_speaker, rng)
+        embeddings = net(data.features[batch].float())
+        labels = data.labels[batch]
+        inside = batch_hard(embeddings, labels, args.margin).mean() if args.mining == "hard" else batch_all(
+            embeddings, labels, args.margin)
+        loss = inside
+        if args.mine_outside:
+            negatives_rows = pool_rows[mine_outside(embeddings.detach(), labels, pool, pool_labels)]
+            negatives = net(data.features[negatives_rows].float())
+            same = labels[:, None] == labels[None, :]
+            sims = embeddings @ embeddings.T
+            eye = torch.eye(len(labels), dtype=torch.bool)
+            positive_index = sims.detach().masked_fill(~same | eye, 2.0).argmin(dim=1)
+            outside = triplet_terms(embeddings, embeddings[positive_index], negatives, args.margin)
+            loss = loss + outside.mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+            net.eval()
+            eer = window_trials_eer(net, val.features, val.labels)
+            net.train()
+            entry = {"step": step + 1, "loss": round(float(loss.detach()), 4), "val_eer": round(eer, 4),
+                     "seconds": round(time.monotonic() - started, 1)}
+            log.append(entry)
+            _LOG.info("%s", entry)
+            torch.save({"net": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step + 1}, checkpoint)
+    net.eval()
+    embedder = Embedder(net, settings)
+    result = {"steps": args.steps, "seed": args.seed, "train_speakers": len(data.speakers),
+              "val_speakers": len(val.speakers), "val_eer": log[-1]["val_eer"] if log else None,
+              "architecture": dataclasses.asdict(architecture), "mine_outside": args.mine_outside, "mining": args.mining}
+    embedder.save(args.out, extra=result)
+    Path(str(args.out) + ".log.json").write_text(json.dumps({"result": result, "log": log}, indent=1))
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", type=Path, required=True, help="folder made by `python -m voicewatch.training.voices`")
+    parser.add_argument("--out", type=Path, required=True, help="model file to write (safetensors)")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT.train.pt")
+    parser.add_argument("--channels", default="128,128,128", help="Conv1d widths, one per block")
+    parser.add_argument("--kernel-size", type=int, default=3)
+    parser.add_argument("--embedding-dim", type=int, default=64)
+    parser.add_argument("--margin", type=float, default=0.3)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-speakers", type=int, default=16)
+    parser.add_argument("--batch-per-speaker", type=int, default=6)
+    parser.add_argument("--copies", type=int, default=3, help="feature copies per window: clean + augmented")
+    parser.add_argument("--pool", type=int, default=4096, help="candidate negatives mined outside the batch")
+    parser.add_argument("--pool-every", type=int, default=50, help="steps between pool refreshes")
+    parser.add_argument("--mining", choices=("all", "hard"), default="all",
+                        help="in-batch triplets: every violating one, or only the hardest per anchor")
+    parser.add_argument("--no-mine-outside", dest="mine_outside", action="store_false",
+                        help="in-batch mining only (for comparison)")
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--threads", type=int, default=2)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = train(args)
+    print(json.dumps(result))
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    raise SystemExit(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

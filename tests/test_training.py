@@ -1,0 +1,98 @@
+"""Training parts: the loss the notes define, mining outside the batch, the verification figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from voicewatch.embedder import Architecture, Embedder, EmbedderNet
+from voicewatch.training.augment import augment, telephone
+from voicewatch.training.evaluate import eer, min_dcf, window_trials
+from voicewatch.training.train import batch_all, batch_hard, mine_outside, triplet_terms
+
+
+def unit(*rows: list[float]) -> torch.Tensor:
+    return F.normalize(torch.tensor(rows, dtype=torch.float32), dim=-1)
+
+
+def test_triplet_term_is_margin_plus_negative_minus_positive_cosine_clamped_at_zero() -> None:
+    anchor, positive, negative = unit([1, 0]), unit([1, 0]), unit([0, 1])
+    assert triplet_terms(anchor, positive, negative, 0.3).item() == pytest.approx(0.0)  # 0.3 + 0 - 1 < 0
+    assert triplet_terms(anchor, negative, positive, 0.3).item() == pytest.approx(1.3)  # 0.3 + 1 - 0
+    assert triplet_terms(anchor, unit([1, 1]), unit([1, 0.9]), 0.3).item() == pytest.approx(
+        0.3 + float(unit([1, 0.9]) @ unit([1, 0]).T) - float(unit([1, 1]) @ unit([1, 0]).T), abs=1e-6)
+
+
+def test_batch_hard_takes_the_farthest_positive_and_the_nearest_negative() -> None:
+    embeddings = unit([1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1])
+    labels = torch.tensor([0, 0, 1, 1])
+    loss = batch_hard(embeddings, labels, 0.3)
+    # anchor 0: positive 1 (cos .8), nearest negative 2 (cos .6) → 0.3 + .6 - .8
+    assert loss[0].item() == pytest.approx(0.1, abs=1e-6)
+
+
+def test_batch_all_averages_only_the_violating_triplets() -> None:
+    embeddings = unit([1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1])
+    labels = torch.tensor([0, 0, 1, 1])
+    sims = embeddings @ embeddings.T
+    expected = [0.3 + sims[a, n] - sims[a, p] for a, p in ((0, 1), (1, 0), (2, 3), (3, 2)) for n in
+                ((2, 3) if a < 2 else (0, 1))]
+    violating = [float(v) for v in expected if v > 0]
+    assert batch_all(embeddings, labels, 0.3).item() == pytest.approx(sum(violating) / len(violating), abs=1e-6)
+
+
+def test_mining_outside_the_batch_picks_the_most_similar_window_of_another_speaker() -> None:
+    anchors = unit([1, 0, 0], [0, 1, 0])
+    pool = unit([0.9, 0.1, 0], [1, 0, 0], [0, 0.95, 0.05], [0.5, 0.5, 0])
+    pool_labels = torch.tensor([7, 0, 1, 3])  # row 1 is anchor 0's own speaker: never a negative for it
+    assert mine_outside(anchors, torch.tensor([0, 1]), pool, pool_labels).tolist() == [0, 3]
+
+
+def test_eer_and_min_dcf_on_known_scores() -> None:
+    assert eer(np.array([0.9, 0.8, 0.7]), np.array([0.1, 0.2, 0.3])) == 0.0
+    assert eer(np.array([0.9, 0.4]), np.array([0.5, 0.1])) == pytest.approx(0.5)
+    assert min_dcf(np.array([0.9, 0.8]), np.array([0.1, 0.2])) == 0.0
+
+
+def test_window_trials_use_top5_bank_scoring_per_speaker() -> None:
+    torch.manual_seed(0)
+    centres = F.normalize(torch.randn(3, 16), dim=-1)
+    embeddings = F.normalize(centres.repeat_interleave(10, 0) + 0.05 * torch.randn(30, 16), dim=-1)
+    target, impostor = window_trials(embeddings, torch.arange(3).repeat_interleave(10))
+    assert len(target) == 15 and len(impostor) == 30
+    assert eer(target, impostor) == 0.0
+
+
+def test_a_few_steps_of_triplet_training_separate_two_synthetic_speakers() -> None:
+    torch.manual_seed(0)
+    net = EmbedderNet(128, Architecture((16,), 3, 8))
+    low = torch.randn(16, 128, 98) + torch.linspace(1, -1, 128)[None, :, None]
+    high = torch.randn(16, 128, 98) + torch.linspace(-1, 1, 128)[None, :, None]
+    features, labels = torch.cat([low, high]), torch.tensor([0] * 16 + [1] * 16)
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = batch_hard(net(features), labels, 0.3).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.5
+
+
+def test_augmentation_keeps_shape_and_band_limits_the_telephone_copy() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(44100) / 22050
+    waves = np.stack([np.sin(2 * np.pi * 6000 * t), np.sin(2 * np.pi * 440 * t)]).astype(np.float32)
+    assert augment(waves, 22050, rng).shape == waves.shape
+    phone = telephone(waves, 22050)
+    assert np.abs(phone[0][2000:-2000]).max() < 0.05 and np.abs(phone[1]).max() > 0.5  # 6 kHz gone, 440 Hz kept
+
+
+def test_the_shipped_model_loads_and_embeds_unit_vectors() -> None:
+    embedder = Embedder.load()
+    vectors = embedder.embed(torch.randn(3, 32000) * 0.1, 16000)
+    assert vectors.shape == (3, embedder.dim)
+    assert torch.allclose(vectors.norm(dim=-1), torch.ones(3), atol=1e-5)
