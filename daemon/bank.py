@@ -172,7 +172,10 @@ class SpeakerBank:
             if exemplars.shape[0] != len(speakers) or counts.shape[0] != len(speakers):
                 raise ValueError("speaker list and tensors disagree")
             for row, speaker in enumerate(speakers):
-                bank.enroll(speaker["name"], exemplars[row, : int(counts[row])], speaker.get("threshold"))
+                name = check_name("speaker", speaker["name"])
+                bank._exemplars[name] = exemplars[row, : int(counts[row])].float().clone()  # stored unit vectors, as saved
+                if speaker.get("threshold") is not None:
+                    bank.set_threshold(name, float(speaker["threshold"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise BankError(f"{path} is a damaged bank: {exc}") from None
         return bank

@@ -159,11 +159,15 @@ class DetectorConfig:
     """Consecutive negative windows that end a segment (1 = end at the first negative one)."""
     min_segment_s: float = 2.0
     """Segments shorter than this are never published."""
+    min_level_dbfs: float | None = -45.0
+    """Windows quieter than this (RMS, dBFS) are never positive: near-silence names no one. null = off."""
 
     def validate(self) -> None:
         _check(1 <= self.open_windows <= 100, "detector.open_windows", self.open_windows, "1 to 100")
         _check(1 <= self.close_windows <= 100, "detector.close_windows", self.close_windows, "1 to 100")
         _check(0.0 <= self.min_segment_s <= 3600, "detector.min_segment_s", self.min_segment_s, "0 to 3600")
+        if self.min_level_dbfs is not None:
+            _check(-120 <= self.min_level_dbfs <= 0, "detector.min_level_dbfs", self.min_level_dbfs, "-120 to 0, or null")
 
 
 @dataclasses.dataclass(frozen=True)

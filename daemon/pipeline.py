@@ -36,33 +36,37 @@ class Pipeline:
         """Wraps each stage (`features`, `embed`, `match`, `detect`); the service plugs in metrics."""
         self.on_scores: Callable[[list[str], np.ndarray], None] | None = None
 
-    def embed(self, windows: Sequence[Window]) -> torch.Tensor:
-        """[B, D] embeddings of `windows`, batched per sample rate."""
+    def embed(self, windows: Sequence[Window]) -> tuple[torch.Tensor, np.ndarray]:
+        """[B, D] embeddings of `windows`, batched per sample rate, and [B] levels in dBFS (RMS)."""
         out = torch.empty(len(windows), self.embedder.dim, device=self.embedder.device)
+        levels = np.empty(len(windows), dtype=np.float32)
         rates = np.array([w.rate for w in windows])
         for rate in np.unique(rates):
             rows = np.flatnonzero(rates == rate)
             for chunk in np.array_split(rows, -(-len(rows) // self.max_batch)):
                 with self.timed("features"):
-                    waves = torch.from_numpy(np.stack([windows[i].samples for i in chunk]))
-                    features = self.embedder.features(waves, int(rate))
+                    stacked = np.stack([windows[i].samples for i in chunk])
+                    levels[chunk] = 10 * np.log10(np.mean(np.square(stacked), axis=1) + 1e-12)
+                    features = self.embedder.features(torch.from_numpy(stacked), int(rate))
                 with self.timed("embed"):
                     out[torch.from_numpy(chunk).to(out.device)] = self.embedder.embed_features(features)
-        return out
+        return out, levels
 
-    def score(self, windows: Sequence[Window]) -> np.ndarray:
-        """[B, S] bank scores, speakers in `bank.names` order."""
+    def score(self, windows: Sequence[Window]) -> tuple[np.ndarray, np.ndarray]:
+        """[B, S] bank scores (speakers in `bank.names` order) and [B] window levels in dBFS."""
         if not windows:
-            return np.zeros((0, len(self.bank)), dtype=np.float32)
+            return np.zeros((0, len(self.bank)), dtype=np.float32), np.zeros(0, dtype=np.float32)
         with torch.inference_mode():
-            embeddings = self.embed(windows)
+            embeddings, levels = self.embed(windows)
             with self.timed("match"):
-                return self.bank.score(embeddings).cpu().numpy()
+                return self.bank.score(embeddings).cpu().numpy(), levels
 
     def process(self, items: Sequence[Item]) -> list[Event]:
         windows = [item for item in items if isinstance(item, Window)]
-        scores = self.score(windows)
+        scores, levels = self.score(windows)
         positive = scores > self.bank.thresholds().numpy()[None, :]
+        if self.detector.config.min_level_dbfs is not None:
+            positive &= (levels >= self.detector.config.min_level_dbfs)[:, None]  # near-silence names no one
         names = self.bank.names
         self.windows += len(windows)
         if self.on_scores is not None:

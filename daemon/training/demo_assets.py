@@ -18,6 +18,7 @@ import soundfile
 import torch
 
 from voicewatch.bank import SpeakerBank
+from voicewatch.config import Config
 from voicewatch.embedder import Embedder
 from voicewatch.enrollment import embed_clips, enrollment_windows, load_clip
 from voicewatch.shipped import ASSETS, DEMO_BANK, DEMO_ENROLL, DEMO_RECORDING, DEMO_TRUTH
@@ -109,13 +110,15 @@ def verify() -> list[str]:
     starts = np.arange(0, len(audio) / rate - 2.0 + 1e-9, 1.0)
     waves = np.stack([audio[int(s * rate): int(s * rate) + 2 * rate] for s in starts])
     scores = bank.score(embedder.embed(torch.from_numpy(waves), rate)).numpy()
+    gate = Config().detector.min_level_dbfs
+    audible = 10 * np.log10(np.mean(np.square(waves), axis=1) + 1e-12) >= gate  # as the pipeline gates
     problems = []
     for row, start in enumerate(starts):
         for column, name in enumerate(bank.names):
             spans = [(t["start"], t["end"]) for t in truth if t["speaker"] == name]
             inside = any(s <= start and start + 2 <= e for s, e in spans)
             outside = not any(s < start + 2 and start < e for s, e in spans)
-            positive = scores[row, column] > bank.threshold(name)
+            positive = scores[row, column] > bank.threshold(name) and audible[row]
             if inside and not positive or outside and positive:
                 problems.append(f"{name} window {start:.0f}-{start + 2:.0f} s: score {scores[row, column]:.3f} "
                                 f"vs threshold {bank.threshold(name):.3f} ({'inside' if inside else 'outside'})")

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.enrollment import enrollment_windows, load_clip
 from voicewatch.features import FeatureExtractor, FeatureSettings
-from voicewatch.training.augment import augment
+from voicewatch.training.augment import augment, music_bed, noise_bed
 from voicewatch.training.evaluate import window_trials_eer
 
 _LOG = logging.getLogger(__name__)
@@ -73,9 +73,26 @@ def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: i
                 with torch.inference_mode():
                     features.append(extractor(torch.from_numpy(waves), settings.sample_rate).half())
                 labels.append(torch.full((len(windows),), label))
+    if split == "train":
+        for name, waves in non_speech_windows(settings.sample_rate, 200, rng).items():
+            speakers.append(name)
+            with torch.inference_mode():
+                features.append(extractor(torch.from_numpy(waves), settings.sample_rate).half())
+            labels.append(torch.full((len(waves),), len(speakers) - 1))
     _LOG.info("%s: %d speakers, %d windows × %d copies", split, len(speakers), sum(len(f) for f in features) // copies,
               copies)
     return Windows(torch.cat(features), torch.cat(labels), speakers)
+
+
+def non_speech_windows(rate: int, count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Classes of windows without a voice — noise, music, near-silence — so that the embedding puts
+    what a broadcast carries between speakers far from every speaker."""
+    length = 2 * rate
+    level = lambda: 10 ** (rng.uniform(-50, -10) / 20)  # noqa: E731
+    noise = np.stack([noise_bed(length, rng) * level() for _ in range(count)])
+    music = np.stack([music_bed(length, rate, rng) * level() / 3 for _ in range(count)])
+    quiet = np.stack([noise_bed(length, rng) * 10 ** (rng.uniform(-80, -55) / 20) for _ in range(count)])
+    return {"~noise": noise.astype(np.float32), "~music": music.astype(np.float32), "~quiet": quiet.astype(np.float32)}
 
 
 def triplet_terms(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, margin: float) -> torch.Tensor:

@@ -1,0 +1,72 @@
+"""Detector: positive/negative windows → start / update / end with hysteresis and exact times."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from voicewatch.config import DetectorConfig
+from voicewatch.detector import Detector
+from voicewatch.windows import Window
+
+
+def run(pattern: str, config: DetectorConfig = DetectorConfig(), stream: str = "s", speakers=("alice",),
+        wall: float | None = None) -> list[tuple]:
+    """`pattern`: one character per window (1 s hop): `+` positive, `-` negative; scores 0.9 / 0.1."""
+    detector = Detector(config)
+    events = []
+    for index, mark in enumerate(pattern):
+        window = Window(stream, 16000, float(index), index + 2.0, None if wall is None else wall + index, np.zeros(1))
+        score = np.array([0.9 if mark == "+" else 0.1] * len(speakers))
+        events += detector.observe(window, list(speakers), score, score > 0.5)
+    events += detector.close_stream(stream)
+    return [(e.type, e.speaker, e.start, e.end) for e in events]
+
+
+def test_a_run_of_positive_windows_starts_updates_and_ends_at_its_last_positive_window() -> None:
+    assert run("-+++--") == [("start", "alice", 1.0, 3.0), ("update", "alice", 1.0, 4.0),
+                             ("update", "alice", 1.0, 5.0), ("end", "alice", 1.0, 5.0)]
+
+
+def test_one_negative_window_is_tolerated_with_close_windows_2() -> None:
+    events = run("++-++--")
+    assert events[-1] == ("end", "alice", 0.0, 6.0) and [e[0] for e in events].count("start") == 1
+
+
+def test_close_windows_1_ends_at_the_first_negative_window() -> None:
+    events = run("++-++--", DetectorConfig(close_windows=1))
+    assert [e for e in events if e[0] == "end"] == [("end", "alice", 0.0, 3.0), ("end", "alice", 3.0, 6.0)]
+
+
+def test_open_windows_2_needs_two_positive_windows() -> None:
+    assert run("+--+--", DetectorConfig(open_windows=2, close_windows=1)) == []
+    assert run("++--", DetectorConfig(open_windows=2, close_windows=1))[0] == ("start", "alice", 0.0, 3.0)
+
+
+def test_runs_shorter_than_min_segment_are_dropped_silently() -> None:
+    assert run("+--", DetectorConfig(min_segment_s=3.0)) == []
+    assert run("++--", DetectorConfig(min_segment_s=3.0))[0] == ("start", "alice", 0.0, 3.0)
+
+
+def test_closing_a_stream_ends_its_open_segments() -> None:
+    assert run("++")[-1] == ("end", "alice", 0.0, 3.0)
+
+
+def test_peak_and_mean_scores_and_wall_clock_are_carried() -> None:
+    detector = Detector(DetectorConfig())
+    events = []
+    for index, score in enumerate([0.8, 0.9, 0.7]):
+        window = Window("s", 16000, float(index), index + 2.0, 1000.0 + index, np.zeros(1))
+        events += detector.observe(window, ["a"], np.array([score]), np.array([True]))
+    end = detector.close_stream("s")[0]
+    assert (end.peak, end.mean) == (0.9, 0.8) and (end.wall_start, end.wall_end) == (1000.0, 1004.0)
+
+
+def test_streams_and_speakers_never_mix() -> None:
+    detector = Detector(DetectorConfig(close_windows=1))
+    events = []
+    for index in range(3):
+        for stream, scores in (("one", [0.9, 0.1]), ("two", [0.1, 0.9])):
+            window = Window(stream, 16000, float(index), index + 2.0, None, np.zeros(1))
+            events += detector.observe(window, ["a", "b"], np.array(scores), np.array(scores) > 0.5)
+    events += detector.close_all()
+    assert {(e.stream, e.speaker) for e in events} == {("one", "a"), ("two", "b")}

@@ -1,0 +1,82 @@
+"""The embedder: checkpoints that load without pickle, unit vectors at any rate, batch = one by one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+from voicewatch.embedder import Architecture, CheckpointError, Embedder
+from voicewatch.features import FeatureExtractor, FeatureSettings, pick_device
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    torch.manual_seed(0)
+    return Embedder.create(Architecture((32, 32), 3, 16))
+
+
+def test_save_and_load_give_identical_embeddings_and_id(embedder: Embedder, tmp_path: Path) -> None:
+    embedder.save(tmp_path / "m.safetensors")
+    loaded = Embedder.load(tmp_path / "m.safetensors", device="cpu")
+    wave = torch.randn(2, 32000) * 0.1
+    assert torch.equal(loaded.embed(wave, 16000), embedder.embed(wave, 16000))
+    assert loaded.model_id == embedder.model_id and loaded.net.architecture == Architecture((32, 32), 3, 16)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 48000])
+def test_embeddings_are_unit_vectors_at_any_rate(embedder: Embedder, rate: int) -> None:
+    vectors = embedder.embed(torch.randn(3, 2 * rate) * 0.1, rate)
+    assert vectors.shape == (3, 16)
+    assert torch.allclose(vectors.norm(dim=-1), torch.ones(3), atol=1e-5)
+
+
+def test_a_batch_gives_what_single_windows_give(embedder: Embedder) -> None:
+    waves = torch.randn(5, 32000) * 0.1
+    batched = embedder.embed(waves, 16000)
+    single = torch.cat([embedder.embed(w[None], 16000) for w in waves])
+    assert torch.allclose(batched, single, atol=1e-5)
+
+
+def test_bad_checkpoints_are_refused_with_a_reason(embedder: Embedder, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Embedder.load(tmp_path / "none.safetensors")
+    (tmp_path / "junk").write_bytes(b"\x01" * 100)
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        Embedder.load(tmp_path / "junk")
+    safetensors.torch.save_file({"x": torch.zeros(1)}, str(tmp_path / "foreign"), metadata={"format": "other"})
+    with pytest.raises(CheckpointError, match="not a voicewatch embedder"):
+        Embedder.load(tmp_path / "foreign")
+    embedder.save(tmp_path / "m.safetensors")
+    state = safetensors.torch.load_file(str(tmp_path / "m.safetensors"))
+    with safetensors.safe_open(str(tmp_path / "m.safetensors"), "pt") as handle:
+        meta = handle.metadata()
+    safetensors.torch.save_file(state, str(tmp_path / "future"), metadata={**meta, "version": "99"})
+    with pytest.raises(CheckpointError, match="version"):
+        Embedder.load(tmp_path / "future")
+    broken_arch = json.dumps({"channels": [8], "kernel_size": 3, "embedding_dim": 16})
+    safetensors.torch.save_file(state, str(tmp_path / "mismatch"), metadata={**meta, "architecture": broken_arch})
+    with pytest.raises(CheckpointError, match="not describe a valid embedder"):
+        Embedder.load(tmp_path / "mismatch")
+
+
+def test_features_are_128_mels_by_frames_and_mean_normalised_over_time() -> None:
+    features = FeatureExtractor()(torch.randn(2, 44100), 22050)
+    assert features.shape == (2, 128, FeatureSettings().frames(44100))
+    assert torch.allclose(features.mean(dim=-1), torch.zeros(2, 128), atol=1e-4)
+
+
+def test_a_gain_change_does_not_change_the_features() -> None:
+    wave = torch.randn(1, 44100) * 0.1
+    extractor = FeatureExtractor()
+    assert torch.allclose(extractor(wave, 22050), extractor(wave * 0.25, 22050), atol=1e-2)
+
+
+def test_device_auto_picks_cuda_only_when_present() -> None:
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pick_device("cuda")

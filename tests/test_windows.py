@@ -1,0 +1,49 @@
+"""Windows come from sample counts: any chunking of the same audio gives the same windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voicewatch.windows import WindowBuffer
+
+
+def cut(samples: np.ndarray, chunk: int, rate: int, pts: float = 0.0) -> list:
+    buffer = WindowBuffer("s", rate, 2.0, 1.0, pts, None)
+    return [w for start in range(0, len(samples), chunk) for w in buffer.push(samples[start:start + chunk])]
+
+
+@pytest.mark.parametrize("rate", [8000, 44100, 48000])
+def test_two_second_windows_every_second_timed_from_the_first_pts(rate: int) -> None:
+    windows = cut(np.zeros(rate * 5, dtype=np.float32), rate // 10, rate, pts=100.0)
+    assert [(w.start, w.end) for w in windows] == [(100.0, 102.0), (101.0, 103.0), (102.0, 104.0), (103.0, 105.0)]
+    assert all(len(w.samples) == 2 * rate and w.rate == rate for w in windows)
+
+
+def test_chunk_size_never_changes_the_windows() -> None:
+    rate = 16000
+    samples = np.random.default_rng(0).standard_normal(rate * 7).astype(np.float32)
+    reference = cut(samples, 2 * rate, rate)
+    for chunk_s in (0.01, 0.333, 2.0, 0.0625):
+        windows = cut(samples, int(chunk_s * rate), rate)
+        assert [w.start for w in windows] == [w.start for w in reference]
+        for ours, theirs in zip(windows, reference, strict=True):
+            np.testing.assert_array_equal(ours.samples, theirs.samples)
+    np.testing.assert_array_equal(reference[2].samples, samples[2 * rate: 4 * rate])
+
+
+def test_the_buffer_holds_at_most_about_one_window_however_long_the_stream() -> None:
+    rate = 8000
+    buffer = WindowBuffer("s", rate, 2.0, 1.0, 0.0, None)
+    chunk = np.zeros(rate // 10, dtype=np.float32)
+    for _ in range(3000):  # five minutes
+        buffer.push(chunk)
+    assert len(buffer._buffer) <= 4 * rate and buffer.received == 3000 * len(chunk)
+    assert buffer.time == pytest.approx(300.0)
+
+
+def test_windows_are_copies_that_later_pushes_do_not_change() -> None:
+    buffer = WindowBuffer("s", 8000, 2.0, 1.0, 0.0, None)
+    first = buffer.push(np.ones(16000, dtype=np.float32))[0]
+    buffer.push(np.full(16000, 5.0, dtype=np.float32))
+    assert (first.samples == 1.0).all()
