@@ -2,8 +2,10 @@
 
 From three held-out (validation) human voices of the corpus: a recording with known ground truth,
 enrollment clips that do not occur in the recording, and a bank enrolled from them with the shipped
-model. Per-speaker thresholds are set from impostor scores of a cohort of other voices (never from
-the demo recording itself), at the `--impostor-quantile` of those scores.
+model. The bank keeps the default threshold of the customer's notes (0.7), fixed before looking at
+the demo; `--impostor-quantile Q` instead sets per-speaker thresholds at that quantile of the scores
+of a cohort of other held-out voices (never the demo itself). The cohort's score quantiles are
+printed either way.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config
 from voicewatch.embedder import Embedder
 from voicewatch.enrollment import embed_clips, enrollment_windows, load_clip
+from voicewatch.scan import scan, segments
 from voicewatch.shipped import ASSETS, DEMO_BANK, DEMO_ENROLL, DEMO_RECORDING, DEMO_TRUTH
 
 _LOG = logging.getLogger(__name__)
 RATE = 16000
-CAST = {"alice": "klettres-es", "bob": "klettres-ru", "carol": "klettres-it"}
-ENROLLED = ("alice", "bob")
-COHORT = ("klettres-fr", "klettres-en")
+CAST = {"alice": "klettres-it", "bob": "klettres-en", "carol": "klettres-fr"}
+ENROLLED = ("alice",)
+COHORT = ("klettres-es", "klettres-ru")
 LAYOUT = [1.0, ("alice", 14.0), ("carol", 12.0), 1.0, ("bob", 12.0), ("alice", 12.0), ("carol", 8.0),
           ("bob", 8.0), ("alice", 10.0), 1.0]
 """Seconds of silence, or (speaker, seconds of speech), in order."""
@@ -45,7 +48,7 @@ def speech(clips: list[np.ndarray], seconds: float, rng: np.random.Generator) ->
     return joined * (0.25 / (np.abs(joined).max() + 1e-9))
 
 
-def build(corpus: Path, impostor_quantile: float, seed: int = 7) -> dict:
+def build(corpus: Path, impostor_quantile: float | None, seed: int = 7) -> dict:
     rng = np.random.default_rng(seed)
     manifest = {e["speaker"]: e for e in json.loads((corpus / "manifest.json").read_text())["speakers"]}
     embedder = Embedder.load(device="cpu")
@@ -88,11 +91,14 @@ def build(corpus: Path, impostor_quantile: float, seed: int = 7) -> dict:
                             subtype="PCM_16")
         bank.enroll(name, embed_clips(embedder, sorted(folder.glob("*.flac"))))
     impostor = bank.score(cohort).numpy()
+    cohort_quantiles = {}
     for column, name in enumerate(bank.names):
-        bank.set_threshold(name, float(np.quantile(impostor[:, column], impostor_quantile)))
+        cohort_quantiles[name] = {q: round(float(np.quantile(impostor[:, column], q)), 3) for q in (0.5, 0.95, 0.99)}
+        if impostor_quantile is not None:
+            bank.set_threshold(name, float(np.quantile(impostor[:, column], impostor_quantile)))
     bank.save(DEMO_BANK)
     return {"truth": truth, "thresholds": {n: bank.threshold(n) for n in bank.names},
-            "seconds": round(len(recording) / RATE, 1)}
+            "cohort_score_quantiles": cohort_quantiles, "seconds": round(len(recording) / RATE, 1)}
 
 
 def cohort_embeddings(corpus: Path, manifest: dict, embedder: Embedder) -> torch.Tensor:
@@ -102,39 +108,33 @@ def cohort_embeddings(corpus: Path, manifest: dict, embedder: Embedder) -> torch
     return embedder.embed(torch.from_numpy(np.concatenate(windows)), rate)
 
 
-def verify() -> list[str]:
-    """Per-window scores of the demo against its truth: windows wholly inside / outside a segment."""
-    embedder, bank = Embedder.load(device="cpu"), SpeakerBank.load(DEMO_BANK)
-    audio, rate = soundfile.read(str(DEMO_RECORDING), dtype="float32")
+def verify(hop_s: float = 1.0) -> list[str]:
+    """Scan the demo with the product's own pipeline: every true segment of an enrolled speaker found
+    once with edges within one hop, and nothing else."""
+    bank = SpeakerBank.load(DEMO_BANK)
+    found = segments(scan([DEMO_RECORDING], ["demo"], Embedder.load(device="cpu"), bank, Config()))
     truth = json.loads(DEMO_TRUTH.read_text())["speaker_segments"]
-    starts = np.arange(0, len(audio) / rate - 2.0 + 1e-9, 1.0)
-    waves = np.stack([audio[int(s * rate): int(s * rate) + 2 * rate] for s in starts])
-    scores = bank.score(embedder.embed(torch.from_numpy(waves), rate)).numpy()
-    gate = Config().detector.min_level_dbfs
-    audible = 10 * np.log10(np.mean(np.square(waves), axis=1) + 1e-12) >= gate  # as the pipeline gates
     problems = []
-    for row, start in enumerate(starts):
-        for column, name in enumerate(bank.names):
-            spans = [(t["start"], t["end"]) for t in truth if t["speaker"] == name]
-            inside = any(s <= start and start + 2 <= e for s, e in spans)
-            outside = not any(s < start + 2 and start < e for s, e in spans)
-            positive = scores[row, column] > bank.threshold(name) and audible[row]
-            if inside and not positive or outside and positive:
-                problems.append(f"{name} window {start:.0f}-{start + 2:.0f} s: score {scores[row, column]:.3f} "
-                                f"vs threshold {bank.threshold(name):.3f} ({'inside' if inside else 'outside'})")
+    for name in bank.names:
+        spans = [(t["start"], t["end"]) for t in truth if t["speaker"] == name]
+        got = [(s.start, s.end) for s in found if s.speaker == name]
+        if len(got) != len(spans) or any(abs(a - c) > hop_s or abs(b - d) > hop_s
+                                         for (a, b), (c, d) in zip(got, spans, strict=False)):
+            problems.append(f"{name}: found {got}, truth {spans}")
     return problems
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--impostor-quantile", type=float, default=0.995)
+    parser.add_argument("--impostor-quantile", type=float, default=None,
+                        help="set per-speaker thresholds at this quantile of cohort impostor scores")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     ASSETS.mkdir(exist_ok=True)
     print(json.dumps(build(args.corpus, args.impostor_quantile), indent=1))
     problems = verify()
-    print("\n".join(problems) or "every window wholly inside a segment passes, every window wholly outside fails")
+    print("\n".join(problems) or "scan finds every true segment of the enrolled speakers within one hop, and nothing else")
 
 
 if __name__ == "__main__":
