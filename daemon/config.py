@@ -66,12 +66,15 @@ class ControlConfig:
     endpoint: str | None = "tcp://127.0.0.1:5557"
     """Control requests (docs/control.md); the core binds a REP socket here. null = no control socket."""
     max_request_bytes: int = 65536
+    history_s: float = 300.0
+    """Seconds of window embeddings kept per stream for `enroll` from a stream's time range; 0 = none."""
 
     def validate(self) -> None:
         if self.endpoint is not None:
             _check_endpoint("control.endpoint", self.endpoint)
         _check(256 <= self.max_request_bytes <= 16 << 20, "control.max_request_bytes", self.max_request_bytes,
                "256 to 16 MiB")
+        _check(0 <= self.history_s <= 86400, "control.history_s", self.history_s, "0 to 86400 seconds")
 
 
 @dataclasses.dataclass(frozen=True)

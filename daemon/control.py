@@ -108,14 +108,30 @@ class Controller:
                              for n in bank.names]}
 
     def enroll(self, request: dict[str, Any]) -> dict[str, Any]:
+        """From `clips` (files on the core's machine) or from `stream` between `start` and `end`."""
         name = _arg(request, "name", str)
-        clips = _arg(request, "clips", list)
-        if not clips or not all(isinstance(c, str) for c in clips):
-            raise ControlError("request field 'clips' must be a non-empty list of file paths on the core's machine")
         min_speech = float(request.get("min_speech_s", 10.0))
-        embeddings = embed_clips(self.core.pipeline.embedder, clips, min_speech)
+        if "stream" in request:
+            embeddings = self._from_stream(request, min_speech)
+        else:
+            clips = _arg(request, "clips", list)
+            if not clips or not all(isinstance(c, str) for c in clips):
+                raise ControlError("request field 'clips' must be a non-empty list of file paths on the core's machine")
+            embeddings = embed_clips(self.core.pipeline.embedder, clips, min_speech)
         self._change_bank(lambda bank: bank.enroll(name, embeddings))
         return {"name": name, "exemplars": len(embeddings)}
+
+    def _from_stream(self, request: dict[str, Any], min_speech: float) -> Any:
+        stream = _arg(request, "stream", str)
+        start, end = float(_arg(request, "start", (int, float))), float(_arg(request, "end", (int, float)))
+        history = self.core.pipeline.history
+        if history is None:
+            raise ControlError("the core keeps no embedding history (control.history_s is 0)")
+        embeddings, seconds = history.between(stream, start, end)
+        if seconds < min_speech:
+            raise ControlError(f"stream {stream!r} has {seconds:.1f} s of audible windows between {start} and {end} "
+                               f"in its history; at least {min_speech:.1f} s are needed")
+        return embeddings
 
     def remove(self, request: dict[str, Any]) -> dict[str, Any]:
         name = _arg(request, "name", str)

@@ -18,6 +18,7 @@ from voicewatch.bank import SpeakerBank
 from voicewatch.config import DetectorConfig
 from voicewatch.detector import Detector
 from voicewatch.embedder import Embedder
+from voicewatch.history import EmbeddingHistory
 from voicewatch.ingest import Item, StreamBreak
 from voicewatch.protocol import Event
 from voicewatch.windows import Window
@@ -35,6 +36,8 @@ class Pipeline:
         self.timed: Callable[[str], contextlib.AbstractContextManager[None]] = lambda _stage: contextlib.nullcontext()
         """Wraps each stage (`features`, `embed`, `match`, `detect`); the service plugs in metrics."""
         self.on_scores: Callable[[list[str], np.ndarray], None] | None = None
+        self.history: EmbeddingHistory | None = None
+        """When set, audible windows' embeddings are kept for enrollment from a stream's time range."""
 
     def embed(self, windows: Sequence[Window]) -> tuple[torch.Tensor, np.ndarray]:
         """[B, D] embeddings of `windows`, batched per sample rate, and [B] levels in dBFS (RMS)."""
@@ -58,6 +61,9 @@ class Pipeline:
             return np.zeros((0, len(self.bank)), dtype=np.float32), np.zeros(0, dtype=np.float32)
         with torch.inference_mode():
             embeddings, levels = self.embed(windows)
+            if self.history is not None:
+                audible = np.flatnonzero(levels >= (self.detector.config.min_level_dbfs or -np.inf))
+                self.history.record([windows[i] for i in audible], embeddings[torch.from_numpy(audible)])
             with self.timed("match"):
                 return self.bank.score(embeddings).cpu().numpy(), levels
 

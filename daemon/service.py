@@ -23,6 +23,7 @@ from voicewatch.embedder import Embedder
 from voicewatch.eventlog import EventLog
 from voicewatch.events import EventPublisher
 from voicewatch.health import HealthWatch
+from voicewatch.history import EmbeddingHistory
 from voicewatch.ingest import Ingest
 from voicewatch.metrics import Metrics
 from voicewatch.overload import LoadShedder
@@ -76,6 +77,9 @@ class Core:
         self.metrics = Metrics()
         self.pipeline.timed = self.metrics.timed
         self.pipeline.on_scores = self.metrics.scores.observe
+        if config.control.history_s > 0:
+            self.pipeline.history = EmbeddingHistory(config.control.history_s, config.windows.hop_s,
+                                                     config.ingest.max_streams)
         self.controller = Controller(self, config.control.max_request_bytes)
         self.shedder = LoadShedder(config.processing.max_lag_s)
         self.health = HealthWatch(config.health.idle_s, config.health.silence_s)

@@ -100,3 +100,21 @@ def test_an_oversized_request_is_refused_without_harming_the_core(core: Daemon) 
 def test_no_core_gives_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ControlError, match="no core answered"):
         request(f"ipc://{tmp_path}/nothing", {"cmd": "status"}, timeout_s=0.5)
+
+
+def test_enroll_from_a_time_range_of_a_stream_finds_that_voice_later(core: Daemon) -> None:
+    from daemon_harness import demo_truth
+
+    replay([str(DEMO_RECORDING)], core.ingest, ["archive"], speed=None)
+    core.wait_for_eos("archive")
+    first = next(t for t in demo_truth() if t["speaker"] == "alice")
+    reply = request(core.control, {"cmd": "enroll", "name": "heard", "stream": "archive",
+                                   "start": first["start"], "end": first["end"]})
+    assert reply["exemplars"] >= 10
+    with pytest.raises(ControlError, match="at least 10.0 s"):
+        request(core.control, {"cmd": "enroll", "name": "short", "stream": "archive", "start": 0, "end": 3})
+    replay([str(DEMO_RECORDING)], core.ingest, ["live"], speed=None)
+    core.wait_for_eos("live")
+    heard = [(s.start, s.end) for s in segments(core.received) if s.stream == "live" and s.speaker == "heard"]
+    alice = [(t["start"], t["end"]) for t in demo_truth() if t["speaker"] == "alice"]
+    assert heard and all(any(a <= (s + e) / 2 <= b for a, b in alice) for s, e in heard)
