@@ -175,7 +175,7 @@ class DetectorConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ProcessingConfig:
-    max_batch_windows: int = 2048
+    max_batch_windows: int = 256
     """Most windows embedded in one tick; more waiting windows go to the next tick."""
     max_messages_per_tick: int = 20000
     """Most ingest frames read before the ready windows are processed."""

@@ -21,25 +21,32 @@ class LoadShedder:
         self.max_lag_s = max_lag_s
         self.dropped: collections.Counter[str] = collections.Counter()
         """Windows dropped, per stream."""
+        self._runs: dict[str, StreamBreak] = {}
+        """Runs of dropped windows not yet reported, per stream."""
 
     def shed(self, items: Sequence[Item], now: float) -> list[Item]:
-        """`items` with late windows replaced by one `overload` break per run of dropped windows."""
+        """`items` without late windows; a run of dropped windows is reported as one `overload` break
+        before the stream's next kept item, or by `flush`. Called as frames arrive, so late windows
+        are let go at once instead of piling up."""
         if self.max_lag_s is None:
             return list(items)
         kept: list[Item] = []
-        runs: dict[str, StreamBreak] = {}
         for item in items:
             if isinstance(item, Window) and self._late(item, now):
                 self.dropped[item.stream] += 1
-                run = runs.get(item.stream)
-                runs[item.stream] = StreamBreak(item.stream, "overload", run.start if run else item.start, item.end,
-                                                run.wall_start if run else item.wall_start)
+                run = self._runs.get(item.stream)
+                self._runs[item.stream] = StreamBreak(item.stream, "overload", run.start if run else item.start,
+                                                      item.end, run.wall_start if run else item.wall_start)
                 continue
-            if item.stream in runs:
-                kept.append(runs.pop(item.stream))
+            if item.stream in self._runs:
+                kept.append(self._runs.pop(item.stream))
             kept.append(item)
-        kept.extend(runs.values())
         return kept
+
+    def flush(self) -> list[Item]:
+        """The breaks of all runs still open (end of a tick)."""
+        runs, self._runs = list(self._runs.values()), {}
+        return runs
 
     def _late(self, window: Window, now: float) -> bool:
         assert self.max_lag_s is not None

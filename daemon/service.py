@@ -32,6 +32,7 @@ from voicewatch.protocol import Event
 from voicewatch.security import CurveServer, is_local
 from voicewatch.shipped import DEMO_BANK
 from voicewatch.systemd import Notifier
+from voicewatch.windows import Window
 
 _LOG = logging.getLogger(__name__)
 CORE_STREAM = "_core"
@@ -171,19 +172,26 @@ class Core:
             self._bank_metrics()
 
     def _tick(self, io: _Io) -> None:
+        """Drain waiting frames until the batch is full, then process it. What stays in the socket waits
+        for the next tick (bounded by the high-water mark), so memory per tick is bounded too."""
         started = time.perf_counter()
-        items = []
+        items: list = []
+        ready = 0
+        dropped_before = sum(self.shedder.dropped.values())
         with self.metrics.timed("ingest"):
             for _ in range(self.config.processing.max_messages_per_tick):
                 try:
                     parts = io.pull.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                items += self.ingest.accept([part.buffer for part in parts])
+                kept = self.shedder.shed(self.ingest.accept([part.buffer for part in parts]), time.time())
+                items += kept
+                ready += sum(isinstance(item, Window) for item in kept)
+                if ready >= self.config.processing.max_batch_windows:
+                    break
+            items += self.shedder.flush()
+        self.metrics.windows_dropped.inc(sum(self.shedder.dropped.values()) - dropped_before)
         if items:
-            dropped_before = sum(self.shedder.dropped.values())
-            items = self.shedder.shed(items, time.time())
-            self.metrics.windows_dropped.inc(sum(self.shedder.dropped.values()) - dropped_before)
             windows_before = self.pipeline.windows
             events = self.pipeline.process(items)
             with self.metrics.timed("publish"):

@@ -25,7 +25,7 @@ def test_late_windows_become_one_overload_break_per_run_and_are_counted() -> Non
     now = 1000.0
     items = [window("late", 0.0, 900.0), window("fresh", 0.0, 998.0), window("late", 1.0, 900.0),
              window("replay", 0.0, None), window("late", 2.0, 900.0)]
-    kept = shedder.shed(items, now)
+    kept = shedder.shed(items, now) + shedder.flush()
     assert kept == [items[1], items[3], StreamBreak("late", "overload", 0.0, 4.0, 900.0)]
     assert shedder.dropped == {"late": 3}
 
@@ -61,3 +61,60 @@ def test_a_core_drops_stale_windows_with_gap_events_and_keeps_serving_fresh_stre
     assert covered[0][0] == 0.0 and covered[-1][1] == float(seconds)
     assert all(later[0] <= earlier[1] for earlier, later in zip(covered, covered[1:], strict=False))
     assert not [e for e in core.events_of("fresh") if e.type == "gap"]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_three_times_the_sustainable_load_for_60_s_stays_bounded_and_accounts_for_every_window(tmp_path: Path) -> None:
+    """The core is made expensive per stream (a 50 ms hop: 20 windows per stream-second), its
+    capacity is measured, then three times that arrives in real time for 60 s."""
+    hop, seconds, rate, frame = 0.05, 60, 16000, 1600
+    core = Daemon(tmp_path, config={"windows": {"hop_s": hop}, "processing": {"max_lag_s": 2.0},
+                                    "control": {"history_s": 0.0}})
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    push.connect(core.ingest)
+    noise = (np.random.default_rng(1).standard_normal((frame, 1)) * 3000).astype("<i2")
+    try:
+        calibration = FrameEncoder("calibrate", rate, 1, "s16le")  # no wall clock: never shed
+        started = time.monotonic()
+        for index in range(200):  # 20 s of audio, as fast as the core takes it
+            push.send_multipart(calibration.encode(noise, eos=index == 199))
+        core.wait_for_eos("calibrate")
+        capacity = request(core.control, {"cmd": "status"})["windows"] / (time.monotonic() - started)
+        streams = max(2, round(3 * capacity * hop))
+        before = request(core.control, {"cmd": "status"})["windows"]
+        baseline, peak = rss_mb(core.process.pid), 0.0
+        wall = time.time()
+        encoders = [FrameEncoder(f"load{i}", rate, 1, "s16le", wall=wall) for i in range(streams)]
+        frames = seconds * rate // frame
+        for index in range(frames):
+            delay = wall + index * frame / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)  # real-time pacing of the sources
+            for encoder in encoders:
+                push.send_multipart(encoder.encode(noise, eos=index == frames - 1))
+            if index % 10 == 0:
+                peak = max(peak, rss_mb(core.process.pid))
+        core.wait_for_eos(*[e.stream for e in encoders], timeout=300)
+        peak = max(peak, rss_mb(core.process.pid))
+        status = request(core.control, {"cmd": "status"})
+    finally:
+        push.close(linger=0)
+        assert core.stop() == 0
+    per_stream = int(round((seconds - 2.0) / hop)) + 1
+    print(f"capacity {capacity:.0f} windows/s, {streams} streams × {per_stream} windows, "
+          f"dropped {sum(status['windows_dropped'].values())}, RSS {baseline:.0f} → {peak:.0f} MB")
+    dropped = status["windows_dropped"]
+    processed = status["windows"] - before
+    assert processed + sum(dropped.values()) == streams * per_stream
+    assert sum(dropped.values()) > 0, f"{streams} streams did not overload a core of {capacity:.0f} windows/s"
+    for stream, count in dropped.items():
+        gaps = [e for e in core.events_of(stream) if e.type == "gap" and e.reason == "overload"]
+        covered = sum(round((g.end - g.start - 2.0) / hop) + 1 for g in gaps)
+        assert covered == count, f"{stream}: {count} windows dropped, gaps cover {covered}"
+    assert peak - baseline < 300, f"RSS grew from {baseline:.0f} MB to {peak:.0f} MB"
