@@ -71,6 +71,9 @@ class Metrics:
                                buckets=LATENCY_BUCKETS, registry=r)
         self.tick = Histogram("voicewatch_tick_seconds", "Frame drain to events published, per tick",
                               buckets=LATENCY_BUCKETS, registry=r)
+        self.latency = Histogram("voicewatch_end_to_end_latency_seconds",
+                                 "Frames drained from the socket → their events published, per tick with windows",
+                                 buckets=LATENCY_BUCKETS, registry=r)
         self.streams = Gauge("voicewatch_streams", "Live streams", registry=r)
         self.stream_rtf = Gauge("voicewatch_stream_real_time_factor", "Audio seconds received per wall second",
                                 ["stream"], registry=r)

@@ -196,6 +196,7 @@ class Core:
             events = self.pipeline.process(items)
             with self.metrics.timed("publish"):
                 self._publish(io, events)
+            self.metrics.latency.observe(time.perf_counter() - started)
             self.metrics.batch.observe(self.pipeline.windows - windows_before)
             self.metrics.windows.inc(self.pipeline.windows - windows_before)
         self.metrics.tick.observe(time.perf_counter() - started)

@@ -50,6 +50,7 @@ def test_a_core_exposes_counters_histograms_and_per_speaker_scores(tmp_path: Pat
         assert value(text, f'voicewatch_stage_seconds_count{{stage="{stage}"}}') > 0
     assert re.search(r'voicewatch_window_score_bucket\{le="\+Inf",speaker="\w+"\} ' + f"{windows}", text)
     assert value(text, "voicewatch_bank_speakers") >= 1
+    assert value(text, "voicewatch_end_to_end_latency_seconds_count") > 0
 
 
 def test_score_histograms_count_every_score_in_the_right_bucket() -> None:
