@@ -85,6 +85,7 @@ class Core:
         self.shedder = LoadShedder(config.processing.max_lag_s)
         self.health = HealthWatch(config.health.idle_s, config.health.silence_s)
         self.context = zmq.Context.instance()
+        self._last_status = (time.monotonic(), 0)
 
     def run(self, stop: threading.Event) -> None:
         """Serve until `stop` is set; then end open segments, flush, close."""
@@ -248,8 +249,15 @@ class Core:
         return ended
 
     def _status(self) -> str:
-        bad = sum(self.ingest.dropped.values())
-        return f"{len(self.ingest.buffers)} streams, {self.pipeline.windows} windows, {bad} bad frames"
+        """systemd's one-line STATUS: streams, throughput since the last call, worst idle stream, drops."""
+        now, windows = time.monotonic(), self.pipeline.windows
+        last_time, last_windows = self._last_status
+        self._last_status = (now, windows)
+        rate = (windows - last_windows) / (now - last_time) if now > last_time else 0.0
+        idle = max((now - seen for seen in self.ingest.last_seen.values()), default=0.0)
+        bad, shed = sum(self.ingest.dropped.values()), sum(self.shedder.dropped.values())
+        return (f"{len(self.ingest.buffers)} streams, {rate:.0f} windows/s, max frame age {idle:.1f} s, "
+                f"{bad} bad frames, {shed} windows dropped")
 
 
 class Every:
