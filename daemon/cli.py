@@ -193,6 +193,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from voicewatch import bench
+
+    return bench.run(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from voicewatch.demo import run_demo
 
@@ -279,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--stream", help="only this stream")
     export.add_argument("--start", type=float, metavar="SECONDS", help="segments ending after this stream time")
     export.add_argument("--end", type=float, metavar="SECONDS", help="segments starting before this stream time")
+
+    from voicewatch import bench
+
+    bench.add_arguments(command("bench", _bench, "measure real-time streams held, latency, memory and scan speed"))
 
     demo = command("demo", _demo, "start a core, replay the shipped demo recording, print found vs true timeline")
     demo.add_argument("--speed", type=parse_speed, default=None, help="replay speed (default: max)")

@@ -14,7 +14,8 @@ from daemon_harness import run_cli
 from voicewatch.cli import build_parser
 from voicewatch.shipped import DEMO_ENROLL
 
-COMMANDS = ["run", "scan", "replay", "tail", "enroll", "speakers", "status", "keys", "export", "demo", "source", "train"]
+COMMANDS = ["run", "scan", "replay", "tail", "enroll", "speakers", "status", "keys", "export", "bench", "demo", "source",
+            "train"]
 
 
 def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:

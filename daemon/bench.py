@@ -1,0 +1,243 @@
+"""`voicewatch bench`: how many real-time streams one core holds, and how fast `scan` runs.
+
+Live: a real `voicewatch run` subprocess, N synthetic real-time sources (48 kHz stereo s16, 100 ms
+frames, wall-clock stamped) in a separate sender process over ZeroMQ, a bank of 100 speakers × 20
+exemplars in which one speaker matches the test signal so every window yields an event. N grows
+until the core drops windows or falls behind; latency is measured at 50 % and 90 % of that load.
+Offline: `scan` on a 48 kHz recording, batched and one window at a time (the baseline), on one
+thread. Everything is measured in the same run; ratios compare to that run's baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+import zmq
+
+from voicewatch.bank import SpeakerBank
+from voicewatch.config import Config, ProcessingConfig
+from voicewatch.control import request
+from voicewatch.embedder import Embedder
+from voicewatch.protocol import Event
+from voicewatch.scan import scan
+from voicewatch.sourceframes import FrameEncoder
+
+RATE, CHANNELS = 48000, 2
+
+
+def test_signal(seconds: float, seed: int = 0) -> np.ndarray:
+    """Voice-like: a buzzy harmonic tone with a syllable-rate envelope, plus noise; [T, 2] float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    f0 = 140 + 20 * np.sin(2 * np.pi * 0.3 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 25)) * (0.55 + 0.45 * np.sin(2 * np.pi * 4 * t))
+    mono = (0.2 * voice / np.abs(voice).max() + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+    return np.stack([mono, mono], axis=1)
+
+
+def make_bank(embedder: Embedder, path: Path, speakers: int, exemplars: int) -> None:
+    """`speakers` × `exemplars`: random unit vectors, except speaker `target`, enrolled from the signal."""
+    bank = SpeakerBank(embedder.model_id, embedder.dim)
+    generator = torch.Generator().manual_seed(0)
+    for index in range(speakers - 1):
+        bank.enroll(f"s{index:03d}", torch.nn.functional.normalize(torch.randn(exemplars, embedder.dim,
+                                                                               generator=generator), dim=-1))
+    clip = torch.from_numpy(test_signal(2.0 * exemplars, seed=1)[:, 0])
+    bank.enroll("target", embedder.embed(clip.reshape(exemplars, -1), RATE), threshold=0.0)
+    bank.save(path)
+
+
+def offline(recording: Path, embedder: Embedder, bank: SpeakerBank, seconds: float) -> dict:
+    torch.set_num_threads(1)
+    results = {}
+    for name, batch in (("batched", Config().processing.max_batch_windows), ("unbatched", 1)):
+        config = Config(processing=ProcessingConfig(max_batch_windows=batch))
+        started = time.perf_counter()
+        scan([recording], ["bench"], embedder, bank, config, chunk_s=1.0 if batch > 1 else 0.1)
+        results[name] = seconds / (time.perf_counter() - started)
+    torch.set_num_threads(os.cpu_count() or 1)
+    return results
+
+
+def _sender(endpoint: str, streams: int, seconds: float, frame_ms: float, ready: multiprocessing.Event) -> None:
+    """Real-time sources in one process: every frame period, one frame of every stream."""
+    push = zmq.Context().socket(zmq.PUSH)
+    push.connect(endpoint)
+    frame = int(RATE * frame_ms / 1000)
+    pcm = (test_signal(4.0) * 32767).astype("<i2")
+    wall = time.time() + 0.5
+    encoders = [FrameEncoder(f"b{i:04d}", RATE, CHANNELS, "s16le", wall=wall) for i in range(streams)]
+    ready.set()
+    frames = int(seconds * 1000 / frame_ms)
+    for index in range(frames):
+        delay = wall + (index + 1) * frame / RATE - time.time()
+        if delay > 0:
+            time.sleep(delay)  # real-time pacing: a frame leaves when its last sample has been "recorded"
+        offset = (index * frame) % (len(pcm) - frame)
+        chunk = pcm[offset: offset + frame]
+        for encoder in encoders:
+            push.send_multipart(encoder.encode(chunk, eos=index == frames - 1))
+    push.close(linger=10000)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class LiveCore:
+    def __init__(self, workdir: Path, bank: Path) -> None:
+        self.ingest, self.events, self.control = (f"ipc://{workdir}/{n}" for n in ("ingest", "events", "control"))
+        config = workdir / "bench.yaml"
+        config.write_text(json.dumps({
+            "ingest": {"endpoint": self.ingest, "max_streams": 5000, "receive_hwm": 20000},
+            "events": {"endpoint": self.events, "heartbeat_s": 0.5}, "control": {"endpoint": self.control},
+            "metrics": {"port": None}, "bank": {"path": str(bank)}, "processing": {"max_lag_s": 3.0}}))
+        self.process = subprocess.Popen([sys.executable, "-m", "voicewatch", "run", "-c", str(config)],
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                request(self.control, {"cmd": "status"}, timeout_s=2)
+                break
+            except Exception:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("the core did not start") from None
+        self.idle_rss_mb = _rss_mb(self.process.pid)
+
+    def step(self, streams: int, seconds: float, frame_ms: float) -> dict:
+        """Run `streams` real-time sources for `seconds`; what the core did with them."""
+        sub = zmq.Context.instance().socket(zmq.SUB)
+        sub.connect(self.events)
+        sub.setsockopt(zmq.SUBSCRIBE, b"det.")
+        time.sleep(0.3)  # let the subscription reach the publisher before any frame is sent
+        before = request(self.control, {"cmd": "status"})
+        cpu0, rss0, t0 = _cpu_seconds(self.process.pid), _rss_mb(self.process.pid), time.monotonic()
+        ready = multiprocessing.Event()
+        sender = multiprocessing.Process(target=_sender, args=(self.ingest, streams, seconds, frame_ms, ready))
+        sender.start()
+        ready.wait()
+        latencies, rss = [], rss0
+        while sender.is_alive() or sub.poll(0):
+            if sub.poll(200):
+                event = Event.from_message(sub.recv_multipart())
+                if event.wall_end is not None:
+                    latencies.append(time.time() - event.wall_end)
+            rss = max(rss, _rss_mb(self.process.pid))
+        drain = time.monotonic() + 5
+        while time.monotonic() < drain:
+            if sub.poll(200):
+                event = Event.from_message(sub.recv_multipart())
+                if event.wall_end is not None:
+                    latencies.append(time.time() - event.wall_end)
+        sub.close(linger=0)
+        after = request(self.control, {"cmd": "status"})
+        elapsed = time.monotonic() - t0
+        dropped = sum(after["windows_dropped"].values()) - sum(before["windows_dropped"].values())
+        windows = after["windows"] - before["windows"]
+        lat = np.array(latencies) if latencies else np.array([np.nan])
+        return {"streams": streams, "windows": windows, "windows_per_s": round(windows / seconds, 1),
+                "dropped": dropped, "cpu_percent": round(100 * (_cpu_seconds(self.process.pid) - cpu0) / elapsed, 1),
+                "rss_mb": round(rss, 1), "rss_growth_mb": round(rss - rss0, 1),
+                "latency_p50_s": round(float(np.nanpercentile(lat, 50)), 3),
+                "latency_p99_s": round(float(np.nanpercentile(lat, 99)), 3),
+                "held": dropped == 0 and float(np.nanpercentile(lat, 99)) < 2.5}
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+def run_bench(args: argparse.Namespace) -> dict:
+    seconds = 12.0 if args.quick else 30.0
+    with tempfile.TemporaryDirectory(prefix="voicewatch-bench-") as tmp:
+        workdir = Path(tmp)
+        embedder = Embedder.load(device="cpu")
+        bank_path = workdir / "bank.safetensors"
+        make_bank(embedder, bank_path, args.speakers, args.exemplars)
+        recording = workdir / "recording.wav"
+        offline_seconds = 60.0 if args.quick else 300.0
+        soundfile.write(str(recording), test_signal(offline_seconds), RATE, subtype="PCM_16")
+        scan_rates = offline(recording, embedder, SpeakerBank.load(bank_path), offline_seconds)
+        _log(args, f"scan: {scan_rates['batched']:.0f} audio-s/s on one thread "
+                   f"({scan_rates['batched'] / scan_rates['unbatched']:.1f}× one window at a time)")
+        core = LiveCore(workdir, bank_path)
+        idle_rss = core.idle_rss_mb
+        steps, held = [], 0
+        try:
+            streams = args.start_streams
+            while streams <= args.max_streams:
+                result = core.step(streams, seconds, args.frame_ms)
+                steps.append(result)
+                _log(args, json.dumps(result))
+                if not result["held"]:
+                    break
+                held = streams
+                streams *= 2
+            loads = {}
+            for share in (0.5, 0.9):
+                if held:
+                    loads[share] = core.step(max(1, int(held * share)), seconds, args.frame_ms)
+                    _log(args, f"{int(share * 100)} % load: {json.dumps(loads[share])}")
+        finally:
+            core.stop()
+    at_half = loads.get(0.5, {})
+    top = next((s for s in steps if s["streams"] == held), None)
+    return {
+        "realtime_streams": held,
+        "latency_p50_s": at_half.get("latency_p50_s"),
+        "latency_p99_s": at_half.get("latency_p99_s"),
+        "latency_p99_s_at_90": loads.get(0.9, {}).get("latency_p99_s"),
+        "rss_mb_per_stream": round((top["rss_mb"] - idle_rss) / held, 3) if top and held else None,
+        "rss_mb_idle": round(idle_rss, 1),
+        "cpu_percent_at_max": top["cpu_percent"] if top else None,
+        "windows_per_s_at_max": top["windows_per_s"] if top else None,
+        "scan_audio_s_per_s_per_core": round(scan_rates["batched"], 1),
+        "unbatched_ratio": round(scan_rates["batched"] / scan_rates["unbatched"], 2),
+        "peer_ratio": None,
+        "device": str(embedder.device),
+        "frame_ms": args.frame_ms,
+        "steps": steps,
+    }
+
+
+def _log(args: argparse.Namespace, line: str) -> None:
+    if not args.json:
+        print(line, flush=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="short steps (about 5 minutes on 2 cores)")
+    parser.add_argument("--json", action="store_true", help="print only one JSON line with the results")
+    parser.add_argument("--frame-ms", type=float, default=100.0, help="source frame length (default 100)")
+    parser.add_argument("--start-streams", type=int, default=16)
+    parser.add_argument("--max-streams", type=int, default=4096)
+    parser.add_argument("--speakers", type=int, default=100)
+    parser.add_argument("--exemplars", type=int, default=20)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = run_bench(args)
+    print(json.dumps(result if args.json else {k: v for k, v in result.items() if k != "steps"}))
+    return 0
+
