@@ -209,6 +209,21 @@ def _source(args: argparse.Namespace) -> int:
     return args.plugin.run(args)
 
 
+def _source_config(args: argparse.Namespace) -> int:
+    """`plugin:` and `args:` from a YAML file (what the systemd template unit runs)."""
+    import yaml
+
+    from voicewatch.config import ConfigError
+
+    try:
+        spec = yaml.safe_load(open(args.file).read())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read source file {args.file}: {exc}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("plugin"), str) or not isinstance(spec.get("args", []), list):
+        raise ConfigError(f"{args.file}: expected `plugin: NAME` and `args: [list of command-line arguments]`")
+    return main(["source", spec["plugin"], *map(str, spec.get("args", []))])
+
+
 def _train(args: argparse.Namespace) -> int:
     from voicewatch.training import train
 
@@ -292,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", _demo, "start a core, replay the shipped demo recording, print found vs true timeline")
     demo.add_argument("--speed", type=parse_speed, default=None, help="replay speed (default: max)")
+
+    source_config = command("source-config", _source_config, "run the source a YAML file describes (plugin, args)")
+    source_config.add_argument("file", metavar="FILE")
 
     source = command("source", _source, "run a source plugin that feeds a core")
     from voicewatch.plugins import registry

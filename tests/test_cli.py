@@ -15,6 +15,7 @@ from voicewatch.cli import build_parser
 from voicewatch.shipped import DEMO_ENROLL
 
 COMMANDS = ["run", "scan", "replay", "tail", "enroll", "speakers", "status", "keys", "export", "bench", "demo", "source",
+            "source-config",
             "train"]
 
 

@@ -171,3 +171,15 @@ def test_pts_unwraps_across_the_33_bit_wrap() -> None:
     near_end = (1 << 33) - 90000
     assert clock.seconds(near_end) == pytest.approx(near_end / 90000)
     assert clock.seconds(45000) == pytest.approx(((1 << 33) + 45000) / 90000)  # wrapped: keeps counting up
+
+
+def test_a_source_described_in_yaml_runs_like_the_command_line(core: Daemon, ts_file: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "ch9.yaml"
+    spec.write_text(f"plugin: dvb\nargs: ['{ts_file}', '--stream', 'ch9', '--connect', '{core.ingest}']\n")
+    result = run_cli("source-config", str(spec))
+    assert result.returncode == 0, result.stderr
+    core.wait_for_eos("ch9")
+    assert_matches_truth(alice_spans(core.received, "ch9"), offset=10.0)
+    spec.write_text("plugin: [not, a, name]\n")
+    bad = run_cli("source-config", str(spec))
+    assert bad.returncode == 2 and "plugin: NAME" in bad.stderr
