@@ -1,0 +1,147 @@
+"""The live source: a microphone or line input (PortAudio via sounddevice) → ingest frames.
+
+PortAudio calls `callback` on its own thread; the callback only copies the block into a bounded
+queue (counting overflows and blocks it had to drop) and the sender thread blocks on that queue,
+so neither side polls or spins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import zmq
+
+from voicewatch.security import add_client_arguments, client_from_args
+from voicewatch.sourceframes import FrameEncoder
+
+_LOG = logging.getLogger(__name__)
+
+
+class LiveSourceError(RuntimeError):
+    pass
+
+
+def load_sounddevice() -> Any:
+    """sounddevice, or a clear error naming the package to install."""
+    try:
+        import sounddevice
+    except OSError as exc:  # raised when the PortAudio shared library is missing
+        raise LiveSourceError(f"PortAudio is not installed ({exc}): apt-get install libportaudio2") from None
+    except ImportError:
+        raise LiveSourceError("sounddevice is not installed: pip install sounddevice") from None
+    return sounddevice
+
+
+@dataclasses.dataclass
+class Counters:
+    overflows: int = 0
+    """Blocks PortAudio reported as overflowed (audio lost before it reached us)."""
+    dropped_blocks: int = 0
+    """Blocks dropped because the sender was behind and the queue was full."""
+    frames_sent: int = 0
+
+
+class LiveCapture:
+    """Owns the input stream and the queue between PortAudio's thread and the sender."""
+
+    def __init__(self, open_stream: Callable[..., Any], rate: int, channels: int, device: Any,
+                 block_s: float = 0.02, queue_s: float = 5.0) -> None:
+        self.counters = Counters()
+        self.blocks: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(1, int(queue_s / block_s)))
+        self.stream = open_stream(device=device, samplerate=rate, channels=channels, dtype="int16",
+                                  blocksize=int(rate * block_s), callback=self.callback)
+
+    def callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        if status and getattr(status, "input_overflow", False):
+            self.counters.overflows += 1
+        try:
+            self.blocks.put_nowait(indata.copy())
+        except queue.Full:
+            self.counters.dropped_blocks += 1
+
+
+def negotiate_rate(sd: Any, device: Any, rate: int | None, channels: int) -> int:
+    """The requested rate if the device takes it, else the device's default (within 8-48 kHz)."""
+    info = sd.query_devices(device, "input")  # raises ValueError for an unknown device
+    candidates = [r for r in (rate, int(info["default_samplerate"]), 48000, 16000) if r]
+    for candidate in candidates:
+        if not 8000 <= candidate <= 48000:
+            continue
+        try:
+            sd.check_input_settings(device=device, samplerate=candidate, channels=channels, dtype="int16")
+            return candidate
+        except Exception:  # PortAudio says no in several ways
+            continue
+    raise LiveSourceError(f"device {device!r} accepts none of the rates {candidates} with {channels} channel(s)")
+
+
+def send(capture: LiveCapture, push: zmq.Socket, stream: str, rate: int, channels: int, chunk_s: float,
+         stop: threading.Event) -> None:
+    """Group blocks into `chunk_s` frames stamped with wall-clock time and push them until `stop`."""
+    encoder = FrameEncoder(stream, rate, channels, "s16le", wall=time.time())
+    pending: list[np.ndarray] = []
+    size = int(rate * chunk_s)
+    while not stop.is_set():
+        try:
+            pending.append(capture.blocks.get(timeout=0.5))  # blocks until PortAudio delivers
+        except queue.Empty:
+            continue
+        if sum(len(p) for p in pending) >= size:
+            push.send_multipart(encoder.encode(np.concatenate(pending)))
+            capture.counters.frames_sent += 1
+            pending = []
+    push.send_multipart(encoder.encode(np.concatenate(pending) if pending else np.zeros((0, channels), "<i2"),
+                                       eos=True))
+
+
+class LiveSource:
+    name = "live"
+    help = "capture a microphone or line input (PortAudio) and feed it to a core"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--device", help="input device name or index (default: the system's default input)")
+        parser.add_argument("--rate", type=int, help="sample rate; the device's default when it refuses this one")
+        parser.add_argument("--channels", type=int, default=1)
+        parser.add_argument("--stream", default="mic", help="stream name in events (default: mic)")
+        parser.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT")
+        parser.add_argument("--chunk-ms", type=float, default=100.0)
+        parser.add_argument("--list-devices", action="store_true", help="print the input devices and exit")
+        add_client_arguments(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        try:
+            sd = load_sounddevice()
+            if args.list_devices:
+                print(sd.query_devices())
+                return 0
+            device = int(args.device) if args.device and args.device.isdigit() else args.device
+            rate = negotiate_rate(sd, device, args.rate, args.channels)
+        except (LiveSourceError, ValueError) as exc:
+            print(f"voicewatch source live: error: {exc}", file=sys.stderr)
+            return 2
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        push = zmq.Context.instance().socket(zmq.PUSH)
+        curve = client_from_args(args.curve_server_key, args.curve_client_key)
+        if curve is not None:
+            curve.secure(push)
+        push.connect(args.connect)
+        capture = LiveCapture(sd.InputStream, rate, args.channels, device)
+        with capture.stream:
+            _LOG.info("capturing %s at %d Hz, %d channel(s) as stream %s", device or "default input", rate,
+                      args.channels, args.stream)
+            send(capture, push, args.stream, rate, args.channels, args.chunk_ms / 1000, stop)
+        _LOG.info("live source stopped: %s", capture.counters)
+        push.close(linger=2000)
+        return 0

@@ -1,0 +1,101 @@
+"""The live source without a sound card: a fake PortAudio stream drives the real capture and sender."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import zmq
+
+from daemon_harness import Daemon, demo_audio, demo_truth, run_cli
+from voicewatch.plugins.live import LiveCapture, send
+from voicewatch.scan import segments
+
+
+class FakeInputStream:
+    """Calls the callback from its own thread with blocks of a recording, like PortAudio does."""
+
+    def __init__(self, device, samplerate, channels, dtype, blocksize, callback, audio=None, overflow_every=0):
+        self.callback, self.blocksize, self.channels = callback, blocksize, channels
+        self.audio = audio if audio is not None else np.zeros((samplerate, channels), dtype=np.int16)
+        self.overflow_every = overflow_every
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._play)
+
+    def _play(self) -> None:
+        for index, start in enumerate(range(0, len(self.audio) - self.blocksize + 1, self.blocksize)):
+            status = SimpleNamespace(input_overflow=bool(self.overflow_every and index % self.overflow_every == 0))
+            self.callback(self.audio[start:start + self.blocksize], self.blocksize, None, status)
+            if index % 50 == 0:
+                threading.Event().wait(0.001)  # let the sender breathe, as a real device would
+        self.done.set()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._thread.join()
+
+
+def demo_int16() -> np.ndarray:
+    audio, rate = demo_audio()
+    assert rate == 16000
+    return (audio * 32767).astype(np.int16).reshape(-1, 1)
+
+
+def test_captured_audio_reaches_the_core_and_the_voice_is_found(tmp_path: Path) -> None:
+    core = Daemon(tmp_path)
+    try:
+        audio = demo_int16()
+        capture = LiveCapture(lambda **kw: FakeInputStream(audio=audio, **kw), 16000, 1, None, queue_s=600)
+        push = zmq.Context.instance().socket(zmq.PUSH)
+        push.connect(core.ingest)
+        stop = threading.Event()
+        with capture.stream as stream:
+            sender = threading.Thread(target=send, args=(capture, push, "mic", 16000, 1, 0.1, stop))
+            sender.start()
+            stream.done.wait(60)
+        while not capture.blocks.empty():
+            threading.Event().wait(0.05)
+        stop.set()
+        sender.join()
+        push.close(linger=5000)
+        core.wait_for_eos("mic")
+    finally:
+        assert core.stop() == 0
+    truth = [(t["start"], t["end"]) for t in demo_truth() if t["speaker"] == "alice"]
+    found = [(s.start, s.end) for s in segments(core.received) if s.stream == "mic"]
+    assert len(found) == len(truth)
+    assert all(abs(a - c) <= 1.05 and abs(b - d) <= 1.25 for (a, b), (c, d) in zip(found, truth, strict=True))
+    assert capture.counters.frames_sent > 0 and capture.counters.dropped_blocks == 0
+    assert all(e.wall_start is not None for e in core.received if e.stream == "mic" and e.type == "end")
+
+
+def test_overflows_and_a_full_queue_are_counted_not_hidden() -> None:
+    audio = np.zeros((16000 * 2, 1), dtype=np.int16)
+    capture = LiveCapture(lambda **kw: FakeInputStream(audio=audio, overflow_every=10, **kw), 16000, 1, None,
+                          block_s=0.02, queue_s=0.2)
+    with capture.stream as stream:
+        stream.done.wait(10)
+    assert capture.counters.overflows == 10  # 100 blocks, every tenth flagged
+    assert capture.counters.dropped_blocks == 100 - capture.blocks.maxsize  # nobody drained the queue
+
+
+def test_missing_portaudio_names_the_package_to_install(tmp_path: Path) -> None:
+    (tmp_path / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    result = subprocess.run([sys.executable, "-m", "voicewatch", "source", "live"], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 2 and "apt-get install libportaudio2" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_device_is_a_clear_error() -> None:
+    result = run_cli("source", "live", "--device", "no-such-device-xyz", timeout=120)
+    assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
