@@ -119,6 +119,19 @@ class SecurityConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class EpgConfig:
+    xmltv: str | None = None
+    """XMLTV guide: a file path or an http(s) URL. null = no EPG context in events."""
+    refresh_s: float = 3600.0
+    """Seconds between guide refreshes."""
+    channels: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Stream id → XMLTV channel id."""
+
+    def validate(self) -> None:
+        _check(self.refresh_s >= 10, "epg.refresh_s", self.refresh_s, ">= 10 seconds")
+
+
+@dataclasses.dataclass(frozen=True)
 class WindowConfig:
     length_s: float = 2.0
     """Window length in seconds (the model is trained on 2 s)."""
@@ -199,6 +212,7 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     health: HealthConfig = HealthConfig()
     security: SecurityConfig = SecurityConfig()
+    epg: EpgConfig = EpgConfig()
     windows: WindowConfig = WindowConfig()
     model: ModelConfig = ModelConfig()
     bank: BankConfig = BankConfig()
@@ -243,6 +257,10 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 
 
 def _coerce(key: str, value: Any, kind: Any) -> Any:
+    if typing.get_origin(kind) is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ConfigError(f"config key {key}: {value!r} is invalid; expected a mapping of names to names")
+        return dict(value)
     allowed = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
     if value is None:
         if type(None) in allowed:

@@ -166,6 +166,8 @@ class Event:
     wall_end: float | None = None
     reason: str | None = None
     """Why a gap or status was emitted (e.g. `seq_gap`, `overload`, `eos`)."""
+    programme: dict[str, Any] | None = None
+    """EPG context of a segment: `title`, `start`, `stop` (UTC epoch) of the programme at `wall_start`."""
     id: int = 0
     """Monotonic per core; assigned when published."""
     v: int = EVENT_SCHEMA_VERSION

@@ -20,6 +20,7 @@ from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config
 from voicewatch.control import Controller
 from voicewatch.embedder import Embedder
+from voicewatch.epg import Epg
 from voicewatch.eventlog import EventLog
 from voicewatch.events import EventPublisher
 from voicewatch.health import HealthWatch
@@ -37,7 +38,7 @@ from voicewatch.windows import Window
 _LOG = logging.getLogger(__name__)
 CORE_STREAM = "_core"
 """Stream name of the core's own `status` heartbeats."""
-RESTART_ONLY = ("ingest", "events", "control", "metrics", "health", "security", "windows", "processing")
+RESTART_ONLY = ("ingest", "events", "control", "metrics", "health", "security", "epg", "windows", "processing")
 """Config sections a reload cannot change (sockets and buffers are built from them)."""
 
 Loader = Callable[[], tuple[Config, Embedder, SpeakerBank]]
@@ -82,6 +83,7 @@ class Core:
             self.pipeline.history = EmbeddingHistory(config.control.history_s, config.windows.hop_s,
                                                      config.ingest.max_streams)
         self.controller = Controller(self, config.control.max_request_bytes)
+        self.epg = Epg(config.epg.xmltv, config.epg.channels, config.epg.refresh_s) if config.epg.xmltv else None
         self.shedder = LoadShedder(config.processing.max_lag_s)
         self.health = HealthWatch(config.health.idle_s, config.health.silence_s)
         self.context = zmq.Context.instance()
@@ -90,6 +92,8 @@ class Core:
     def run(self, stop: threading.Event) -> None:
         """Serve until `stop` is set; then end open segments, flush, close."""
         with self._open() as io:
+            if self.epg is not None:
+                self.epg.start()
             if self.config.metrics.port is not None:
                 self.metrics.serve(self.config.metrics.address, self.config.metrics.port)
             self._bank_metrics()
@@ -112,6 +116,8 @@ class Core:
                         _LOG.info("pruned %d events older than the retention period from the log", pruned)
             finally:
                 self.notifier.stopping()
+                if self.epg is not None:
+                    self.epg.stop()
                 closed = io.publisher.publish(self.pipeline.close_all())
                 _LOG.info("core stopping: ended %d open segments; %d frames, %d windows, %d events, bad frames %s",
                           len(closed), self.ingest.frames, self.pipeline.windows, io.publisher.published,
@@ -203,8 +209,15 @@ class Core:
         self.metrics.tick.observe(time.perf_counter() - started)
 
     def _publish(self, io: _Io, events: list[Event]) -> None:
+        if self.epg is not None:
+            events = [self._with_programme(e) for e in events]
         for event in io.publisher.publish(events):
             self.metrics.events.labels(event.type).inc()
+
+    def _with_programme(self, event: Event) -> Event:
+        assert self.epg is not None
+        programme = self.epg.programme(event.stream, event.wall_start) if event.speaker else None
+        return dataclasses.replace(event, programme=programme.to_dict()) if programme else event
 
     def _heartbeat(self, io: _Io, uptime: float) -> None:
         io.publisher.announce(Event(type="status", stream=CORE_STREAM, start=uptime, end=uptime, reason="heartbeat"))
