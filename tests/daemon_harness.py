@@ -66,6 +66,13 @@ class Daemon:
                     return event
         raise AssertionError(f"no matching event within {timeout} s; core stderr:\n{self.stderr}")
 
+    def wait_for_log(self, text: str, timeout: float = 60) -> None:
+        """Until the core's stderr contains `text` (checked at each heartbeat)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr and time.monotonic() < deadline:
+            self.wait_for(lambda e: e.reason == "heartbeat")
+        assert text in self.stderr, self.stderr
+
     def wait_for_eos(self, *streams: str, timeout: float = 120) -> None:
         pending = set(streams)
         while pending:

@@ -53,28 +53,22 @@ def test_notify_protocol_ready_watchdog_reloading_ready_stopping_in_order(tmp_pa
     sock.close()
 
 
-def test_sighup_swaps_in_a_new_bank_and_refuses_a_corrupt_one(tmp_path: Path) -> None:
+def test_sighup_swaps_in_a_new_bank(tmp_path: Path) -> None:
+    """(Refusing corrupt files on reload: tests/test_faults.py.)"""
     bank_path = tmp_path / "bank.safetensors"
     shutil.copy(DEMO_BANK, bank_path)
     core = Daemon(tmp_path, config={"bank": {"path": str(bank_path)}})
     try:
-        bank_path.write_bytes(b"this is not a bank")
-        core.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while "reload refused" not in core.stderr and time.monotonic() < deadline:
-            core.wait_for(lambda e: e.reason == "heartbeat")
-        assert "reload refused" in core.stderr
         replay([str(DEMO_RECORDING)], core.ingest, ["kept"], speed=None)
         core.wait_for_eos("kept")
-        assert [s for s in segments(core.received) if s.stream == "kept"], "the old bank must keep serving"
+        assert [s for s in segments(core.received) if s.stream == "kept"]
 
         empty = SpeakerBank.load(DEMO_BANK)
         for name in empty.names:
             empty.remove(name)
         empty.save(bank_path)
         core.process.send_signal(signal.SIGHUP)
-        while "reloaded" not in core.stderr and time.monotonic() < deadline + 30:
-            core.wait_for(lambda e: e.reason == "heartbeat")
+        core.wait_for_log("reloaded")
         replay([str(DEMO_RECORDING)], core.ingest, ["swapped"], speed=None)
         core.wait_for_eos("swapped")
         assert [s for s in segments(core.received) if s.stream == "swapped"] == []
