@@ -1,204 +1,228 @@
-"""The DVB source: an MPEG transport stream (file, stdin, udp://, http(s)://) → ingest frames.
+"""The DVB source: a transport stream (file, -, udp://, http(s)://) → one ingest stream per service.
 
-PyAV (FFmpeg) demuxes and decodes whatever the broadcast carries (MPEG-1/2 Layer II, AC-3, E-AC-3,
-AAC in ADTS or LATM). The stream clock counts samples; a jump in the decoded PTS (cut, splice,
-reconnect) becomes a skipped `seq` and a new `pts`, so the core reports a gap and restarts its
-windows. Undecodable packets are skipped and counted. Network inputs reconnect with exponential
-backoff and jitter.
+Wiring only: input (`tsinput`) → PSI (`tspsi`) → selection (`tsselect`) → decoding (`tsdecode`)
+→ frames (`Outlet`, below) → `Publisher`. Every clock restart of a track (PTS jump, PMT or codec
+change, reconnect) skips one `seq`, so the core ends open segments, emits a `gap` and restarts its
+windows at the new `pts`. Network inputs reconnect with exponential backoff and jitter for ever or
+`--retries` times; a dead input stops the stream's frames, which the core reports as `idle`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import json
 import logging
-import random
 import signal
-import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
-import zmq
 
+from voicewatch.plugins.publisher import Publisher
+from voicewatch.plugins.tsdecode import Chunk, DecodeCounters, TrackDecoder, decode
+from voicewatch.plugins.tsinput import Backoff, InputStalled, TappedReader, is_live, is_network, open_input
+from voicewatch.plugins.tspsi import PsiMonitor
+from voicewatch.plugins.tsselect import POLICIES, SelectionError, ServiceSpec, TrackPolicy, plan
 from voicewatch.security import add_client_arguments, client_from_args
 from voicewatch.sourceframes import FrameEncoder
 
 _LOG = logging.getLogger(__name__)
-PTS_WRAP = 1 << 33
-"""MPEG-TS presentation timestamps are 33-bit counters of a 90 kHz clock."""
-JUMP_S = 0.5
-"""A PTS further than this from where the sample count says we are is a discontinuity."""
+WALL_MODES = ("auto", "tdt", "receive", "none")
+REANCHOR_S = 1.0
+"""A DVB time this far from the wall clock the frames carry moves it (TDT has 1 s resolution)."""
 
 
-class PtsClock:
-    """Unwraps 33-bit PTS values (in 90 kHz ticks) into monotonic seconds."""
+class SourceError(ValueError):
+    """A source that cannot run: the CLI prints the message and exits with 2."""
 
-    def __init__(self) -> None:
-        self._offset = 0
-        self._last: int | None = None
 
-    def seconds(self, pts: int) -> float:
-        if self._last is not None and pts + self._offset < self._last - PTS_WRAP // 2:
-            self._offset += PTS_WRAP
-        self._last = pts + self._offset
-        return self._last / 90000
+class SourceStopped(Exception):
+    """SIGTERM/SIGINT: raised out of a blocking read so the source ends its streams and exits."""
+
+
+def require_pyav() -> None:
+    if importlib.util.find_spec("av") is None:
+        raise SourceError("voicewatch source dvb needs PyAV (FFmpeg): pip install 'voicewatch[dvb]'")
+
+
+class Outlet:
+    """One stream's chunks → ingest frames, with a skipped `seq` at every clock restart."""
+
+    def __init__(self, stream: str, wall_mode: str) -> None:
+        self.stream, self.wall_mode = stream, wall_mode
+        self.encoder: FrameEncoder | None = None
+
+    def frame(self, chunk: Chunk, dvb_wall: float | None) -> list[bytes]:
+        encoder = self.encoder
+        channels = chunk.samples.shape[1]
+        if encoder is None or chunk.restart or (encoder.rate, encoder.channels) != (chunk.rate, channels):
+            wall = dvb_wall if dvb_wall is not None else time.time() if self.wall_mode in ("receive", "tdt") else None
+            seq = 0 if encoder is None else encoder.seq + 1
+            encoder = self.encoder = FrameEncoder(self.stream, chunk.rate, channels, "s16le", pts=chunk.pts, wall=wall)
+            encoder.seq = seq
+        elif dvb_wall is not None:
+            predicted = None if encoder.wall0 is None else encoder.wall0 + encoder.samples / encoder.rate
+            if predicted is None or abs(predicted - dvb_wall) > REANCHOR_S:
+                _LOG.info("%s: wall clock anchored on the DVB time (moved by %s s)", self.stream,
+                          "-" if predicted is None else f"{dvb_wall - predicted:+.1f}")
+                encoder.wall0 = dvb_wall - encoder.samples / encoder.rate
+        return encoder.encode(chunk.samples)
+
+    def end(self) -> list[bytes] | None:
+        if self.encoder is None:
+            return None
+        return self.encoder.encode(np.zeros((0, self.encoder.channels), "<i2"), eos=True)
 
 
 @dataclasses.dataclass
-class Counters:
-    corrupt_packets: int = 0
-    discontinuities: int = 0
-    reconnects: int = 0
-    frames_sent: int = 0
+class DvbFeed:
+    """The input loop: open, decode, publish; reconnect network inputs until stopped or out of retries."""
+
+    url: str
+    specs: list[ServiceSpec]
+    policy: TrackPolicy
+    stream: str
+    publisher: Publisher
+    chunk_s: float = 0.1
+    stall_s: float = 10.0
+    retries: int = -1
+    wall_mode: str = "auto"
+    backoff: Backoff = dataclasses.field(default_factory=Backoff)
+
+    def __post_init__(self) -> None:
+        self.monitor = PsiMonitor()
+        self.counters = DecodeCounters()
+        self.decoders: dict[str, TrackDecoder] = {}
+        self.outlets: dict[str, Outlet] = {}
+        self.reconnects = 0
+        if self.wall_mode == "auto":
+            self.wall_mode = "tdt" if is_live(self.url) else "none"
+
+    def run(self) -> None:
+        try:
+            while True:
+                try:
+                    self._session()
+                    if not is_network(self.url):
+                        return
+                    _LOG.warning("%s ended", self.url)
+                except (OSError, EOFError, _av_errors()) as exc:
+                    if not is_network(self.url):
+                        raise SourceError(f"{self.url}: {exc}") from None
+                    _LOG.warning("%s failed: %s", self.url, exc)
+                self._wait_to_reconnect()
+        finally:
+            self._end_streams()
+            _LOG.info("dvb source done: %s", json.dumps(self.summary()))
+
+    def summary(self) -> dict[str, object]:
+        return {"ts": dataclasses.asdict(self.monitor.counters), "decode": dataclasses.asdict(self.counters),
+                "reconnects": self.reconnects, "frames_sent": self.publisher.sent,
+                "frames_dropped": self.publisher.dropped}
+
+    def _session(self) -> None:
+        raw = open_input(self.url, self.stall_s)
+        try:
+            reader = TappedReader(raw, self.monitor)
+            strict = [True]
+
+            def current() -> dict:
+                tracks = plan(self.monitor, self.specs, self.policy, self.stream, strict=strict[0])
+                strict[0] = False
+                return tracks
+
+            for chunk in decode(reader, current, self.chunk_s, self.counters, self.decoders):
+                self.backoff.reset()
+                outlet = self.outlets.setdefault(chunk.stream, Outlet(chunk.stream, self.wall_mode))
+                self.publisher.send(outlet.frame(chunk, self._dvb_wall(chunk)))
+        finally:
+            raw.close()
+
+    def _dvb_wall(self, chunk: Chunk) -> float | None:
+        anchor = self.monitor.anchor
+        if self.wall_mode != "tdt" or anchor is None or chunk.pid not in anchor.pts:
+            return None
+        return anchor.utc + chunk.pts - self.decoders[chunk.stream].clock.unwrap(anchor.pts[chunk.pid]) / 90000
+
+    def _wait_to_reconnect(self) -> None:
+        if 0 <= self.retries <= self.reconnects:
+            raise SourceError(f"giving up on {self.url} after {self.retries} reconnection(s)")
+        delay = self.backoff.next_delay()
+        self.reconnects += 1
+        _LOG.info("reconnecting to %s in %.1f s (attempt %d)", self.url, delay, self.reconnects)
+        time.sleep(delay)  # backoff between attempts; SIGTERM interrupts it
+
+    def _end_streams(self) -> None:
+        """End of input (or of the source): the core closes these streams' open segments."""
+        for outlet in self.outlets.values():
+            last = outlet.end()
+            if last is not None:
+                self.publisher.send_last(last)
 
 
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    pid: int | None = None
-    language: str | None = None
-
-
-def pick_audio(container, selection: Selection):  # noqa: ANN001, ANN201 - PyAV objects
-    """The audio stream chosen by PID or ISO-639 language; else the first one."""
-    streams = list(container.streams.audio)
-    if not streams:
-        raise ValueError("the input carries no audio stream")
-    if selection.pid is not None:
-        matches = [s for s in streams if s.id == selection.pid]
-        if not matches:
-            raise ValueError(f"no audio stream with PID {selection.pid}; audio PIDs: {[s.id for s in streams]}")
-        return matches[0]
-    if selection.language is not None:
-        matches = [s for s in streams if (s.language or s.metadata.get("language")) == selection.language]
-        if not matches:
-            _LOG.warning("no audio stream in language %r; taking PID %d", selection.language, streams[0].id)
-        return (matches or streams)[0]
-    return streams[0]
-
-
-def decoded_chunks(url: str, selection: Selection, counters: Counters, chunk_s: float
-                   ) -> Iterator[tuple[float, int, np.ndarray]]:
-    """(stream seconds from PTS, rate, interleaved int16 [n, channels]) in chunks of about `chunk_s`."""
+def _av_errors() -> type[Exception]:
     import av
 
-    source = sys.stdin.buffer if url == "-" else url
-    options = {"timeout": "5000000"} if "://" in url else {}
-    with av.open(source, format="mpegts" if url == "-" else None, options=options) as container:
-        stream = pick_audio(container, selection)
-        _LOG.info("decoding PID %d (%s, %s Hz, %s)", stream.id, stream.codec_context.name,
-                  stream.codec_context.sample_rate, stream.language or "no language")
-        clock, resampler = PtsClock(), None
-        pending: list[np.ndarray] = []
-        pending_start, rate = 0.0, 0
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
-                counters.corrupt_packets += 1
-                continue
-            for frame in frames:
-                if resampler is None or frame.sample_rate != rate:
-                    rate = frame.sample_rate if 8000 <= frame.sample_rate <= 48000 else 48000
-                    layout = frame.layout.name if len(frame.layout.channels) <= 8 else "stereo"
-                    resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
-                start = clock.seconds(frame.pts) if frame.pts is not None else None
-                for out in resampler.resample(frame):
-                    samples = out.to_ndarray().reshape(-1, len(out.layout.channels))
-                    if not pending and start is not None:
-                        pending_start = start
-                    pending.append(samples)
-                if sum(len(p) for p in pending) >= chunk_s * rate:
-                    yield pending_start, rate, np.concatenate(pending)
-                    pending = []
-        if pending:
-            yield pending_start, rate, np.concatenate(pending)
+    return av.error.FFmpegError
 
 
 class DvbSource:
     name = "dvb"
-    help = "decode an MPEG-TS (file, -, udp://, http(s)://) and feed its audio to a core"
+    help = "decode MPEG-TS audio (file, -, udp://, http(s)://; tvheadend, SAT>IP) and feed it to a core"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("input", metavar="INPUT", help="TS file, - for stdin, udp://HOST:PORT, http(s)://URL")
-        parser.add_argument("--stream", default="dvb", help="stream name in events (default: dvb)")
-        parser.add_argument("--pid", type=int, help="audio PID to decode")
-        parser.add_argument("--language", help="ISO-639-2 audio language, e.g. deu (default: the first audio track)")
+        parser.add_argument("--service", action="append", default=[], metavar="SERVICE[=STREAM]",
+                            help="service id or name to publish, as stream STREAM; repeat for several services "
+                                 "of the multiplex (default: the first service with audio, as --stream)")
+        parser.add_argument("--stream", default="dvb", help="stream name without --service (default: dvb)")
+        parser.add_argument("--pid", type=lambda v: int(v, 0), help="audio PID to decode")
+        parser.add_argument("--language", default="", metavar="LANG[,LANG…]",
+                            help="ISO-639-2 audio languages in order of preference, e.g. deu,ger,eng")
+        parser.add_argument("--on-track-loss", choices=POLICIES, default="next",
+                            help="when the chosen track leaves the PMT: take the best remaining one (next) or "
+                                 "send nothing until it returns (wait); default next")
         parser.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                             help="the core's ingest endpoint (default %(default)s)")
-        parser.add_argument("--chunk-ms", type=float, default=100.0, help="frame length sent to the core")
+        parser.add_argument("--chunk-ms", type=float, default=100.0, help="frame length sent to the core (default 100)")
+        parser.add_argument("--stall", type=float, default=10.0, metavar="SECONDS",
+                            help="a network input silent this long is dead and reconnected (default 10)")
         parser.add_argument("--retries", type=int, default=-1,
-                            help="network inputs: reconnect attempts before giving up (-1 = forever)")
-        parser.add_argument("--timeout", type=float, default=60.0, help="give up when the core takes no frame")
+                            help="network inputs: reconnections before giving up (default -1 = for ever)")
+        parser.add_argument("--wall", choices=WALL_MODES, default="auto",
+                            help="wall-clock time in frames: DVB TDT/TOT else receive time (tdt), receive time, "
+                                 "or none; auto = tdt for live inputs, none for files (old wall times make "
+                                 "the core shed windows as late unless processing.max_lag_s is null)")
+        parser.add_argument("--timeout", type=float, default=60.0,
+                            help="files: give up when the core takes no frame for this many seconds")
         add_client_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        try:
-            import av  # noqa: F401 - only to say clearly when it is missing
-        except ImportError:
-            print("voicewatch source dvb needs PyAV (FFmpeg): pip install 'voicewatch[dvb]'", file=sys.stderr)
-            return 2
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        push = zmq.Context.instance().socket(zmq.PUSH)
-        push.setsockopt(zmq.SNDTIMEO, int(args.timeout * 1000))
-        push.setsockopt(zmq.IMMEDIATE, 1)
+        require_pyav()
+        specs = [ServiceSpec.parse(s) for s in args.service]
+        languages = tuple(lang.strip() for lang in args.language.split(",") if lang.strip())
+        policy = TrackPolicy(args.pid, languages, args.on_track_loss)
         curve = client_from_args(args.curve_server_key, args.curve_client_key)
-        if curve is not None:
-            curve.secure(push)
-        push.connect(args.connect)
-        counters = Counters()
+        publisher = Publisher(args.connect, lossless=not is_live(args.input), timeout_s=args.timeout, curve=curve)
+        feed = DvbFeed(args.input, specs, policy, args.stream, publisher, args.chunk_ms / 1000, args.stall,
+                       args.retries, args.wall)
+        stopping = threading.Event()
+
+        def stop(*_: object) -> None:
+            if not stopping.is_set():
+                stopping.set()
+                raise SourceStopped
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, stop)
         try:
-            return feed(args, push, counters, stop)
+            feed.run()
+        except SourceStopped:
+            _LOG.info("stopped by signal")
+        except SelectionError as exc:
+            raise SourceError(str(exc)) from None
         finally:
-            _LOG.info("dvb source done: %s", counters)
-            push.close(linger=int(args.timeout * 1000))
-
-
-def feed(args: argparse.Namespace, push: zmq.Socket, counters: Counters, stop: threading.Event) -> int:
-    network = "://" in args.input
-    selection = Selection(args.pid, args.language)
-    encoder: FrameEncoder | None = None
-    expected = 0.0
-    attempt, code = 0, 0
-    while not stop.is_set():
-        try:
-            for start, rate, samples in decoded_chunks(args.input, selection, counters, args.chunk_ms / 1000):
-                attempt = 0
-                if encoder is None or encoder.rate != rate or encoder.channels != samples.shape[1]:
-                    encoder = FrameEncoder(args.stream, rate, samples.shape[1], "s16le", pts=start, wall=time.time())
-                elif abs(start - expected) > JUMP_S:
-                    counters.discontinuities += 1
-                    _LOG.warning("PTS jump of %.2f s: restarting the stream clock", start - expected)
-                    seq = encoder.seq + 1  # a skipped seq: the core reports a gap and restarts its windows
-                    encoder = FrameEncoder(args.stream, rate, samples.shape[1], "s16le", pts=start, wall=time.time())
-                    encoder.seq = seq
-                expected = start + len(samples) / rate
-                push.send_multipart(encoder.encode(samples))
-                counters.frames_sent += 1
-                if stop.is_set():
-                    break
-        except (OSError, ValueError) as exc:
-            if not network or isinstance(exc, ValueError) and "PID" in str(exc):
-                print(f"voicewatch source dvb: error: {exc}", file=sys.stderr)
-                return 2
-            _LOG.warning("input %s failed: %s", args.input, exc)
-        except zmq.Again:
-            print(f"voicewatch source dvb: the core at {args.connect} accepted no frame for {args.timeout:.0f} s",
-                  file=sys.stderr)
-            return 1
-        if not network:
-            break
-        attempt += 1
-        counters.reconnects += 1
-        if 0 <= args.retries < attempt:
-            print(f"voicewatch source dvb: giving up on {args.input} after {args.retries} retries", file=sys.stderr)
-            code = 1
-            break
-        delay = min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)  # backoff with jitter
-        _LOG.info("reconnecting to %s in %.1f s", args.input, delay)
-        stop.wait(delay)
-    if encoder is not None:  # end of stream: the core closes this stream's open segments
-        push.send_multipart(encoder.encode(np.zeros((0, encoder.channels), dtype="<i2"), eos=True))
-    return code
+            publisher.close()
+        return 0
