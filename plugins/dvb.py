@@ -22,7 +22,7 @@ import numpy as np
 
 from voicewatch.plugins.publisher import Publisher
 from voicewatch.plugins.tsdecode import Chunk, DecodeCounters, TrackDecoder, decode
-from voicewatch.plugins.tsinput import Backoff, InputStalled, TappedReader, is_live, is_network, open_input
+from voicewatch.plugins.tsinput import Backoff, TappedReader, is_live, is_network, open_input
 from voicewatch.plugins.tspsi import PsiMonitor
 from voicewatch.plugins.tsselect import POLICIES, SelectionError, ServiceSpec, TrackPolicy, plan
 from voicewatch.security import add_client_arguments, client_from_args

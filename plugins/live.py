@@ -1,8 +1,8 @@
 """The live source: a microphone or line input (PortAudio via sounddevice) → ingest frames.
 
 PortAudio calls `callback` on its own thread; the callback only copies the block into a bounded
-queue (counting overflows and blocks it had to drop) and the sender thread blocks on that queue,
-so neither side polls or spins.
+queue (counting overflows and blocks it had to drop) and the sender thread blocks on that queue
+until `finish` puts the end marker after the stream has stopped, so neither side polls or spins.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +26,8 @@ from voicewatch.sourceframes import FrameEncoder
 _LOG = logging.getLogger(__name__)
 
 
-class LiveSourceError(RuntimeError):
-    pass
+class LiveSourceError(ValueError):
+    """PortAudio or the device cannot be used: the CLI prints the message and exits with 2."""
 
 
 def load_sounddevice() -> Any:
@@ -57,7 +56,7 @@ class LiveCapture:
     def __init__(self, open_stream: Callable[..., Any], rate: int, channels: int, device: Any,
                  block_s: float = 0.02, queue_s: float = 5.0) -> None:
         self.counters = Counters()
-        self.blocks: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(1, int(queue_s / block_s)))
+        self.blocks: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(1, int(queue_s / block_s)))
         self.stream = open_stream(device=device, samplerate=rate, channels=channels, dtype="int16",
                                   blocksize=int(rate * block_s), callback=self.callback)
 
@@ -68,6 +67,10 @@ class LiveCapture:
             self.blocks.put_nowait(indata.copy())
         except queue.Full:
             self.counters.dropped_blocks += 1
+
+    def finish(self) -> None:
+        """After the stream has stopped: the sender sends what is queued, then the end of stream."""
+        self.blocks.put(None)
 
 
 def negotiate_rate(sd: Any, device: Any, rate: int | None, channels: int) -> int:
@@ -85,17 +88,13 @@ def negotiate_rate(sd: Any, device: Any, rate: int | None, channels: int) -> int
     raise LiveSourceError(f"device {device!r} accepts none of the rates {candidates} with {channels} channel(s)")
 
 
-def send(capture: LiveCapture, push: zmq.Socket, stream: str, rate: int, channels: int, chunk_s: float,
-         stop: threading.Event) -> None:
-    """Group blocks into `chunk_s` frames stamped with wall-clock time and push them until `stop`."""
+def send(capture: LiveCapture, push: zmq.Socket, stream: str, rate: int, channels: int, chunk_s: float) -> None:
+    """Group blocks into `chunk_s` frames stamped with wall-clock time and push them until `finish`."""
     encoder = FrameEncoder(stream, rate, channels, "s16le", wall=time.time())
     pending: list[np.ndarray] = []
     size = int(rate * chunk_s)
-    while not stop.is_set():
-        try:
-            pending.append(capture.blocks.get(timeout=0.5))  # blocks until PortAudio delivers
-        except queue.Empty:
-            continue
+    while (block := capture.blocks.get()) is not None:  # blocks until PortAudio delivers
+        pending.append(block)
         if sum(len(p) for p in pending) >= size:
             push.send_multipart(encoder.encode(np.concatenate(pending)))
             capture.counters.frames_sent += 1
@@ -119,16 +118,15 @@ class LiveSource:
         add_client_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        sd = load_sounddevice()
+        if args.list_devices:
+            print(sd.query_devices())
+            return 0
+        device = int(args.device) if args.device and args.device.isdigit() else args.device
         try:
-            sd = load_sounddevice()
-            if args.list_devices:
-                print(sd.query_devices())
-                return 0
-            device = int(args.device) if args.device and args.device.isdigit() else args.device
             rate = negotiate_rate(sd, device, args.rate, args.channels)
-        except (LiveSourceError, ValueError) as exc:
-            print(f"voicewatch source live: error: {exc}", file=sys.stderr)
-            return 2
+        except ValueError as exc:  # sounddevice's word for an unknown device
+            raise LiveSourceError(f"input device {device!r}: {exc} (voicewatch source live --list-devices)") from None
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -138,10 +136,15 @@ class LiveSource:
             curve.secure(push)
         push.connect(args.connect)
         capture = LiveCapture(sd.InputStream, rate, args.channels, device)
+        sender = threading.Thread(target=send, args=(capture, push, args.stream, rate, args.channels,
+                                                     args.chunk_ms / 1000), name="live-sender")
+        sender.start()
         with capture.stream:
             _LOG.info("capturing %s at %d Hz, %d channel(s) as stream %s", device or "default input", rate,
                       args.channels, args.stream)
-            send(capture, push, args.stream, rate, args.channels, args.chunk_ms / 1000, stop)
+            stop.wait()  # until SIGTERM/SIGINT
+        capture.finish()
+        sender.join()
         _LOG.info("live source stopped: %s", capture.counters)
         push.close(linger=2000)
         return 0

@@ -8,6 +8,7 @@ import dataclasses
 import fractions
 import functools
 import http.server
+import itertools
 import json
 import os
 import random
@@ -67,16 +68,16 @@ def encode_ts(path: Path, tracks: list[tuple[str, str, np.ndarray]], start_s: fl
         stream.metadata["language"] = language
         streams.append(stream)
     length = min(audio.shape[1] for _, _, audio in tracks)
+    resamplers = [av.AudioResampler(format=s.codec_context.format.name, layout="stereo", rate=RATE) for s in streams]
     step = 1152
     for start in range(0, length - step + 1, step):
         t = start / RATE
         pts = round((start_s + t + (jump_s if jump_at_s is not None and t >= jump_at_s else 0.0)) * RATE)
-        for stream, (_, _, audio) in zip(streams, tracks, strict=True):
+        for stream, resampler, (_, _, audio) in zip(streams, resamplers, tracks, strict=True):
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, start:start + step]), format="fltp",
                                                layout="stereo")
             frame.sample_rate, frame.time_base, frame.pts = RATE, fractions.Fraction(1, RATE), pts
-            for resampled in av.AudioResampler(format=stream.codec_context.format.name, layout="stereo",
-                                               rate=RATE).resample(frame):
+            for resampled in resampler.resample(frame):
                 for packet in stream.encode(resampled):
                     out.mux(packet)
     for stream in streams:
@@ -229,13 +230,13 @@ def run_source(tmp_path: Path, *args: str, stdin: bytes | None = None, timeout: 
 
 def assert_continuous(frames: list[tuple[dict, bytes]], channels: int = 2) -> None:
     """seq +1 per frame and pts advancing exactly by each frame's sample count: one unbroken clock."""
-    for (a, pcm), (b, _) in zip(frames, frames[1:]):
+    for (a, pcm), (b, _) in itertools.pairwise(frames):
         assert b["seq"] == a["seq"] + 1, (a, b)
         assert b["pts"] == pytest.approx(a["pts"] + len(pcm) / (2 * channels * a["rate"]), abs=1e-6), (a, b)
 
 
 def seq_gaps(frames: list[tuple[dict, bytes]]) -> list[tuple[dict, dict]]:
-    return [(a, b) for (a, _), (b, _) in zip(frames, frames[1:]) if b["seq"] != a["seq"] + 1]
+    return [(a, b) for (a, _), (b, _) in itertools.pairwise(frames) if b["seq"] != a["seq"] + 1]
 
 
 def loudness(frames: list[tuple[dict, bytes]]) -> tuple[float, float]:
@@ -506,9 +507,8 @@ def test_a_missing_file_an_unknown_service_and_missing_pyav_are_clear_errors(fil
     assert missing.code == 2 and "none.ts" in missing.stderr and "Traceback" not in missing.stderr
     unknown = run_source(tmp_path, str(files.mux), "--service", "ZDF")
     assert unknown.code == 2 and "no service 'ZDF'" in unknown.stderr and "101 Uno" in unknown.stderr
-    code = "import sys; sys.modules['av'] = None; from voicewatch.cli import main; sys.exit(main(sys.argv[1:]))"
-    result = subprocess.run([sys.executable, "-c", code, "source", "dvb", "x.ts"], capture_output=True, text=True,
-                            timeout=120)
+    code = "import sys; sys.modules['av'] = None; from voicewatch.plugins.__main__ import main; sys.exit(main())"
+    result = subprocess.run([sys.executable, "-c", code, "dvb", "x.ts"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "pip install 'voicewatch[dvb]'" in result.stderr
 
 
@@ -520,6 +520,12 @@ def core(tmp_path_factory: pytest.TempPathFactory):
     yield daemon
     assert daemon.stop() == 0
     assert "Traceback" not in daemon.stderr
+
+
+def light_source(*args: str) -> subprocess.CompletedProcess[str]:
+    """The dvb source as `python -m voicewatch.plugins dvb` (no torch import: 2 s faster a run)."""
+    return subprocess.run([sys.executable, "-m", "voicewatch.plugins", "dvb", *args], capture_output=True, text=True,
+                          timeout=300)
 
 
 def alice_spans(events, stream: str) -> list[tuple[float, float]]:
@@ -534,8 +540,8 @@ def assert_matches_truth(found: list[tuple[float, float]], offset: float) -> Non
 
 
 def test_both_services_through_a_core_find_the_true_segments_and_scan_agrees(core: Daemon, files: Files) -> None:
-    result = run_cli("source", "dvb", str(files.mux), "--service", "Uno=e2e_mp2", "--service", "202=e2e_aac",
-                     "--language", "deu", "--connect", core.ingest)
+    result = light_source(str(files.mux), "--service", "Uno=e2e_mp2", "--service", "202=e2e_aac", "--language", "deu",
+                          "--connect", core.ingest)
     assert result.returncode == 0, result.stderr
     core.wait_for_eos("e2e_mp2", "e2e_aac")
     first_pts = 10.0 - 1105 / 90000  # the MP2 encoder's delay, as the frames showed
@@ -554,7 +560,7 @@ def test_a_damaged_stream_across_the_pts_wrap_keeps_detecting_without_gaps(core:
     wrapping = encode_ts(tmp_path / "wrap.ts", [("mp2", "ita", demo_48k())], start_s=start)
     data, _, _ = damage(wrapping, 0x100)
     (tmp_path / "wrap-damaged.ts").write_bytes(data)
-    result = run_cli("source", "dvb", str(tmp_path / "wrap-damaged.ts"), "--stream", "e2e_wrap", "--connect", core.ingest)
+    result = light_source(str(tmp_path / "wrap-damaged.ts"), "--stream", "e2e_wrap", "--connect", core.ingest)
     assert result.returncode == 0, result.stderr
     core.wait_for_eos("e2e_wrap")
     assert [e for e in core.events_of("e2e_wrap") if e.type == "gap"] == []
@@ -562,8 +568,8 @@ def test_a_damaged_stream_across_the_pts_wrap_keeps_detecting_without_gaps(core:
 
 
 def test_a_pts_jump_is_a_gap_event_and_detection_goes_on(core: Daemon, tmp_path: Path) -> None:
-    jumpy = encode_ts(tmp_path / "jump.ts", [("mp2", "ita", demo_48k())], jump_at_s=30.0, jump_s=100.0)
-    result = run_cli("source", "dvb", str(jumpy), "--stream", "e2e_cut", "--connect", core.ingest)
+    jumpy = encode_ts(tmp_path / "jump.ts", [("mp2", "ita", demo_48k()[:, :53 * RATE])], jump_at_s=30.0, jump_s=100.0)
+    result = light_source(str(jumpy), "--stream", "e2e_cut", "--connect", core.ingest)
     assert result.returncode == 0, result.stderr
     core.wait_for_eos("e2e_cut")
     gaps = [e for e in core.events_of("e2e_cut") if e.type == "gap"]
@@ -575,7 +581,7 @@ def test_a_stalled_http_stream_is_reported_idle_by_the_core(core: Daemon, files:
     data = files.one.read_bytes()
     server = TsServer([data[:len(data) // 4 // 188 * 188]], hang=True)
     try:
-        source = subprocess.Popen([sys.executable, "-m", "voicewatch", "source", "dvb", server.url, "--stream",
+        source = subprocess.Popen([sys.executable, "-m", "voicewatch.plugins", "dvb", server.url, "--stream",
                                    "e2e_dead", "--stall", "30", "--connect", core.ingest],
                                   stderr=subprocess.PIPE, text=True)
         idle = core.wait_for(lambda e: e.stream == "e2e_dead" and e.type == "status" and e.reason == "idle", timeout=60)
@@ -588,13 +594,10 @@ def test_a_stalled_http_stream_is_reported_idle_by_the_core(core: Daemon, files:
     core.wait_for_eos("e2e_dead")  # SIGTERM ends the stream cleanly
 
 
-def test_a_source_described_in_yaml_runs_like_the_command_line(core: Daemon, files: Files, tmp_path: Path) -> None:
+def test_a_source_described_in_yaml_runs_like_the_command_line(core: Daemon, tmp_path: Path) -> None:
+    short = encode_ts(tmp_path / "short.ts", [("mp2", "ita", tone(3.0))], service_id=7, name="Sette")
     spec = tmp_path / "ch9.yaml"
-    spec.write_text(f"plugin: dvb\nargs: ['{files.mux}', '--service', 'Uno=e2e_yaml', '--connect', '{core.ingest}']\n")
+    spec.write_text(f"plugin: dvb\nargs: ['{short}', '--service', 'Sette=e2e_yaml', '--connect', '{core.ingest}']\n")
     result = run_cli("source-config", str(spec))
     assert result.returncode == 0, result.stderr
     core.wait_for_eos("e2e_yaml")
-    assert_matches_truth(alice_spans(core.received, "e2e_yaml"), offset=10.0)
-    spec.write_text("plugin: [not, a, name]\n")
-    bad = run_cli("source-config", str(spec))
-    assert bad.returncode == 2 and "plugin: NAME" in bad.stderr

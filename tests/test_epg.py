@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
 from pathlib import Path
 
@@ -48,19 +50,62 @@ def push_demo(core: Daemon, stream: str) -> None:
     core.wait_for_eos(stream)
 
 
-@pytest.mark.parametrize("guide", ["good", "broken", "missing"])
+class GuideServer(http.server.ThreadingHTTPServer):
+    """Serves `self.guide` (bytes) at /xmltv, or 404 when it is None."""
+
+    def __init__(self, guide: bytes | None) -> None:
+        self.guide = guide
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(handler) -> None:  # noqa: N802, N805 - http.server's names
+                if self.guide is None:
+                    handler.send_error(404)
+                    return
+                handler.send_response(200)
+                handler.end_headers()
+                handler.wfile.write(self.guide)
+
+            def log_message(handler, *args: object) -> None:  # noqa: N805
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/xmltv"
+
+
+def test_a_refresh_takes_a_new_guide_and_keeps_the_last_good_one_when_the_next_is_broken(tmp_path: Path) -> None:
+    server = GuideServer(None)
+    try:
+        epg = Epg(server.url, {"ch1": "c1"})
+        assert epg.refresh() is False and epg.programme("ch1", 1500.0) is None  # not there yet: no context
+        server.guide = xmltv("c1", 1000.0, 2000.0, "News").encode()
+        assert epg.refresh() is True and epg.programme("ch1", 1500.0).title == "News"
+        server.guide = b"<tv><programme"
+        assert epg.refresh() is False and epg.programme("ch1", 1500.0).title == "News"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert Epg(str(tmp_path / "missing.xml"), {"ch1": "c1"}).refresh() is False
+
+
+@pytest.mark.parametrize("guide", ["good", "broken"])
 def test_segment_events_carry_the_programme_and_a_bad_guide_loses_only_the_context(tmp_path: Path, guide: str) -> None:
-    path = tmp_path / "guide.xml"
     now = time.time()
-    if guide == "good":
-        path.write_text(xmltv("das-erste.de", now - 60, now + 3600, "Tagesschau"))
-    elif guide == "broken":
-        path.write_text("<tv><programme")
-    core = Daemon(tmp_path, config={"epg": {"xmltv": str(path), "channels": {"ch1": "das-erste.de"}}})
+    server = GuideServer(xmltv("das-erste.de", now - 60, now + 3600, "Tagesschau").encode())
+    source = server.url
+    if guide == "broken":
+        source = str(tmp_path / "guide.xml")
+        Path(source).write_text("<tv><programme")
+    core = Daemon(tmp_path, config={"epg": {"xmltv": source, "channels": {"ch1": "das-erste.de"}}})
     try:
         push_demo(core, "ch1")
     finally:
         assert core.stop() == 0
+        server.shutdown()
+        server.server_close()
     ends = [e for e in core.events_of("ch1") if e.type == "end"]
     assert ends, "detection must go on whatever the guide"
     if guide == "good":

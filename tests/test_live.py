@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import zmq
 
-from daemon_harness import Daemon, demo_audio, demo_truth, run_cli
+from daemon_harness import Daemon, demo_audio, demo_truth
 from voicewatch.plugins.live import LiveCapture, send
 from voicewatch.scan import segments
 
@@ -56,15 +56,12 @@ def test_captured_audio_reaches_the_core_and_the_voice_is_found(tmp_path: Path) 
         capture = LiveCapture(lambda **kw: FakeInputStream(audio=audio, **kw), 16000, 1, None, queue_s=600)
         push = zmq.Context.instance().socket(zmq.PUSH)
         push.connect(core.ingest)
-        stop = threading.Event()
+        sender = threading.Thread(target=send, args=(capture, push, "mic", 16000, 1, 0.1))
+        sender.start()
         with capture.stream as stream:
-            sender = threading.Thread(target=send, args=(capture, push, "mic", 16000, 1, 0.1, stop))
-            sender.start()
-            stream.done.wait(60)
-        while not capture.blocks.empty():
-            threading.Event().wait(0.05)
-        stop.set()
-        sender.join()
+            assert stream.done.wait(60)
+        capture.finish()  # the stream has stopped: the sender empties the queue, then ends the stream
+        sender.join(60)
         push.close(linger=5000)
         core.wait_for_eos("mic")
     finally:
@@ -97,5 +94,7 @@ def test_missing_portaudio_names_the_package_to_install(tmp_path: Path) -> None:
 
 
 def test_an_unknown_device_is_a_clear_error() -> None:
-    result = run_cli("source", "live", "--device", "no-such-device-xyz", timeout=120)
-    assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "voicewatch.plugins", "live", "--device", "no-such-device-xyz"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "input device 'no-such-device-xyz'" in result.stderr
+    assert "--list-devices" in result.stderr and "Traceback" not in result.stderr
