@@ -26,7 +26,9 @@ class BankError(ValueError):
     """A bank file that is unreadable, of another format, or made with a different embedder."""
 
 
-class UnknownSpeakerError(KeyError):
+class UnknownSpeakerError(KeyError, ValueError):
+    """A name the bank does not hold (a KeyError for lookups, a ValueError for the command line)."""
+
     def __str__(self) -> str:
         return f"no speaker named {self.args[0]!r} in the bank"
 

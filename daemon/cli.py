@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import signal
@@ -193,12 +194,6 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from voicewatch import bench
-
-    return bench.run(args)
-
-
 def _demo(args: argparse.Namespace) -> int:
     from voicewatch.demo import run_demo
 
@@ -224,16 +219,24 @@ def _source_config(args: argparse.Namespace) -> int:
     return main(["source", spec["plugin"], *map(str, spec.get("args", []))])
 
 
-def _train(args: argparse.Namespace) -> int:
-    from voicewatch.training import train
+LAZY_COMMANDS = {
+    "bench": ("voicewatch.bench", "measure real-time streams held, latency, memory and scan speed"),
+    "train": ("voicewatch.training.train", "train the conv1d embedder with mined triplets"),
+}
+"""Commands whose module (and torch) is imported only when the command is chosen: their module
+provides `add_arguments(parser)` and `run(args) -> int`."""
 
-    return train.run(args)
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The whole command line; only the chosen command's heavy modules and plugins are imported."""
     from voicewatch.plugins.replay import ReplaySource, parse_speed
     from voicewatch.security import add_client_arguments
 
+    chosen = _chosen_command(argv)
     parser = argparse.ArgumentParser(prog="voicewatch", description="Find one voice in many audio streams.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -301,10 +304,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--start", type=float, metavar="SECONDS", help="segments ending after this stream time")
     export.add_argument("--end", type=float, metavar="SECONDS", help="segments starting before this stream time")
 
-    from voicewatch import bench
-
-    bench.add_arguments(command("bench", _bench, "measure real-time streams held, latency, memory and scan speed"))
-
     demo = command("demo", _demo, "start a core, replay the shipped demo recording, print found vs true timeline")
     demo.add_argument("--speed", type=parse_speed, default=None, help="replay speed (default: max)")
 
@@ -312,10 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     source_config.add_argument("file", metavar="FILE")
 
     source = command("source", _source, "run a source plugin that feeds a core")
+    plugins = source.add_subparsers(dest="plugin_name", required=True, metavar="PLUGIN")
     from voicewatch.plugins import registry
 
-    plugins = source.add_subparsers(dest="plugin_name", required=True, metavar="PLUGIN")
-    for name in sorted(registry.available()):
+    for name in sorted(registry.available()) if chosen == "source" else ():
         try:
             plugin = registry.load(name)
         except registry.PluginError as exc:
@@ -325,14 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
         plugin.add_arguments(sub)
         sub.set_defaults(plugin=plugin)
 
-    train = command("train", _train, "train the conv1d embedder with mined triplets")
-    try:
-        from voicewatch.training import train as training
-
-        training.add_arguments(train)
-    except ImportError as exc:  # training needs extras; say how to get them
-        train.set_defaults(handler=lambda _a, error=exc: _missing("train", error))
+    for name, (module, help) in LAZY_COMMANDS.items():
+        sub = command(name, _lazy_handler(module), help)
+        if chosen == name:
+            try:
+                importlib.import_module(module).add_arguments(sub)
+            except ImportError as exc:  # training needs extras; say how to get them
+                sub.set_defaults(handler=lambda _a, name=name, error=exc: _missing(name, error))
     return parser
+
+
+def _lazy_handler(module: str) -> Callable[[argparse.Namespace], int]:
+    return lambda args: importlib.import_module(module).run(args)
 
 
 def _missing(what: str, exc: ImportError) -> int:
@@ -342,23 +345,16 @@ def _missing(what: str, exc: ImportError) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from voicewatch.audiofile import AudioFileError
-    from voicewatch.bank import BankError, UnknownSpeakerError
-    from voicewatch.config import ConfigError
-    from voicewatch.control import ControlError
-    from voicewatch.embedder import CheckpointError
-    from voicewatch.enrollment import EnrollmentError
-
     try:
         return int(args.handler(args))
-    except (ConfigError, CheckpointError, BankError, AudioFileError, EnrollmentError, UnknownSpeakerError,
-            ControlError, ValueError, TimeoutError) as exc:
+    except (ValueError, TimeoutError) as exc:  # every voicewatch error a user can fix is a ValueError
         print(f"voicewatch {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

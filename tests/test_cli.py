@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +17,26 @@ from voicewatch.cli import build_parser
 from voicewatch.shipped import DEMO_ENROLL
 
 COMMANDS = ["run", "scan", "replay", "tail", "enroll", "speakers", "status", "keys", "export", "bench", "demo", "source",
-            "source-config",
-            "train"]
+            "source-config", "train"]
 
 
 def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = build_parser()
     for name in COMMANDS:
         with pytest.raises(SystemExit) as exit_:
-            parser.parse_args([name, "--help"])
+            build_parser([name, "--help"]).parse_args([name, "--help"])
         assert exit_.value.code == 0
         assert "usage: voicewatch " + name in capsys.readouterr().out
+
+
+def test_a_source_process_never_loads_torch() -> None:
+    """Sources are many small processes: `voicewatch source …` must not pay for the model's imports."""
+    code = ("import sys; from voicewatch.cli import main\n"
+            "try: main(['source', 'dvb', '--help'])\n"
+            "except SystemExit: pass\n"
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--service" in result.stdout, result.stderr
+    assert result.stdout.split()[-1] == "False"
 
 
 def test_the_installed_command_answers_help() -> None:

@@ -190,14 +190,11 @@ class Run:
 def run_source(tmp_path: Path, *args: str, stdin: bytes | None = None, timeout: float = 60,
                on_log: tuple[str, Callable[[], None]] | None = None) -> Run:
     """The dvb source with ARGS into a PULL socket of ours; every frame received, in order.
-    `on_log` = (text, action): run the action once the source logs a line containing the text.
-
-    `python -m voicewatch.plugins dvb` is `voicewatch source dvb` without the core's CLI, which
-    imports torch (2 s a process); the command line itself is covered by the end-to-end tests."""
+    `on_log` = (text, action): run the action once the source logs a line containing the text."""
     endpoint = f"ipc://{tmp_path}/pull-{random.getrandbits(32)}"
     pull = zmq.Context.instance().socket(zmq.PULL)
     pull.bind(endpoint)
-    process = subprocess.Popen([sys.executable, "-m", "voicewatch.plugins", "dvb", *args, "--connect", endpoint],
+    process = subprocess.Popen([sys.executable, "-m", "voicewatch", "source", "dvb", *args, "--connect", endpoint],
                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if stdin is not None:
@@ -507,8 +504,8 @@ def test_a_missing_file_an_unknown_service_and_missing_pyav_are_clear_errors(fil
     assert missing.code == 2 and "none.ts" in missing.stderr and "Traceback" not in missing.stderr
     unknown = run_source(tmp_path, str(files.mux), "--service", "ZDF")
     assert unknown.code == 2 and "no service 'ZDF'" in unknown.stderr and "101 Uno" in unknown.stderr
-    code = "import sys; sys.modules['av'] = None; from voicewatch.plugins.__main__ import main; sys.exit(main())"
-    result = subprocess.run([sys.executable, "-c", code, "dvb", "x.ts"], capture_output=True, text=True, timeout=120)
+    code = "import sys; sys.modules['av'] = None; from voicewatch.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", code, "source", "dvb", "x.ts"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "pip install 'voicewatch[dvb]'" in result.stderr
 
 
@@ -523,8 +520,8 @@ def core(tmp_path_factory: pytest.TempPathFactory):
 
 
 def light_source(*args: str) -> subprocess.CompletedProcess[str]:
-    """The dvb source as `python -m voicewatch.plugins dvb` (no torch import: 2 s faster a run)."""
-    return subprocess.run([sys.executable, "-m", "voicewatch.plugins", "dvb", *args], capture_output=True, text=True,
+    """The dvb source as its own process, as systemd runs it."""
+    return subprocess.run([sys.executable, "-m", "voicewatch", "source", "dvb", *args], capture_output=True, text=True,
                           timeout=300)
 
 
@@ -581,7 +578,7 @@ def test_a_stalled_http_stream_is_reported_idle_by_the_core(core: Daemon, files:
     data = files.one.read_bytes()
     server = TsServer([data[:len(data) // 4 // 188 * 188]], hang=True)
     try:
-        source = subprocess.Popen([sys.executable, "-m", "voicewatch.plugins", "dvb", server.url, "--stream",
+        source = subprocess.Popen([sys.executable, "-m", "voicewatch", "source", "dvb", server.url, "--stream",
                                    "e2e_dead", "--stall", "30", "--connect", core.ingest],
                                   stderr=subprocess.PIPE, text=True)
         idle = core.wait_for(lambda e: e.stream == "e2e_dead" and e.type == "status" and e.reason == "idle", timeout=60)

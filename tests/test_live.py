@@ -94,7 +94,7 @@ def test_missing_portaudio_names_the_package_to_install(tmp_path: Path) -> None:
 
 
 def test_an_unknown_device_is_a_clear_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "voicewatch.plugins", "live", "--device", "no-such-device-xyz"],
+    result = subprocess.run([sys.executable, "-m", "voicewatch", "source", "live", "--device", "no-such-device-xyz"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "input device 'no-such-device-xyz'" in result.stderr
     assert "--list-devices" in result.stderr and "Traceback" not in result.stderr

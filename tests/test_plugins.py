@@ -38,7 +38,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_a_pip_installed_third_party_source_feeds_a_core(installed: dict[str, str], tmp_path: Path) -> None:
-    listing = subprocess.run([sys.executable, "-m", "voicewatch.plugins", "--help"], capture_output=True, text=True,
+    listing = subprocess.run([sys.executable, "-m", "voicewatch", "source", "--help"], capture_output=True, text=True,
                              env=installed, timeout=120)
     assert "tone" in listing.stdout
     core = Daemon(tmp_path)
@@ -61,7 +61,7 @@ def test_a_broken_plugin_is_left_out_and_named_not_fatal(tmp_path: Path) -> None
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[voicewatch.plugins]\nbroken = no_such_module:Source\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-    listing = subprocess.run([sys.executable, "-m", "voicewatch.plugins", "--help"], capture_output=True, text=True,
+    listing = subprocess.run([sys.executable, "-m", "voicewatch", "source", "--help"], capture_output=True, text=True,
                              env=env, timeout=120)
     assert listing.returncode == 0 and "dvb" in listing.stdout and "broken" not in listing.stdout
     code = "from voicewatch.plugins import registry; registry.load('broken')"
