@@ -40,7 +40,22 @@ class StreamBreak:
         return self.reason != "eos"
 
 
-Item = Window | StreamBreak
+@dataclasses.dataclass(frozen=True)
+class SourceNotice:
+    """What a source said of its input (`status` in a frame header): published, nothing else changes."""
+
+    stream: str
+    status: str
+    """One of protocol.SOURCE_STATUSES."""
+    time: float
+    """Stream time of the notice."""
+    wall: float | None = None
+
+
+Item = Window | StreamBreak | SourceNotice
+WALL_REANCHOR_S = 1.0
+"""A frame whose `wall` is this far from the time the stream's clock predicts moves the clock's wall
+anchor (a DVB source that learned the broadcast time late); windows are not reset."""
 
 
 class RateLimitedLog:
@@ -107,6 +122,8 @@ class Ingest:
             if reason:
                 items.append(StreamBreak(stream, reason, buffer.time, header.pts, _wall_at(buffer)))
                 buffer = self._open(stream, frame)
+            elif header.wall is not None:
+                _reanchor_wall(buffer, header.wall)
         self.next_seq[stream] = header.seq + 1
         self.last_seen[stream] = now = time.monotonic()
         self.first_seen.setdefault(stream, now)
@@ -114,6 +131,8 @@ class Ingest:
             self.last_sound[stream] = now
         else:
             self.last_sound.setdefault(stream, now)
+        if header.status is not None:
+            items.append(SourceNotice(stream, header.status, buffer.time, _wall_at(buffer)))
         items.extend(buffer.push(frame.samples))
         if header.eos:
             items.append(StreamBreak(stream, "eos", buffer.time, buffer.time, _wall_at(buffer)))
@@ -129,6 +148,12 @@ class Ingest:
     def close(self, stream: str) -> None:
         for table in (self.buffers, self.next_seq, self.first_seen, self.last_seen, self.last_sound):
             table.pop(stream, None)
+
+
+def _reanchor_wall(buffer: WindowBuffer, wall: float) -> None:
+    predicted = _wall_at(buffer)
+    if predicted is None or abs(wall - predicted) > WALL_REANCHOR_S:
+        buffer.origin_wall = wall - buffer.received / buffer.rate
 
 
 def _wall_at(buffer: WindowBuffer) -> float | None:

@@ -19,7 +19,7 @@ from voicewatch.config import DetectorConfig
 from voicewatch.detector import Detector
 from voicewatch.embedder import Embedder
 from voicewatch.history import EmbeddingHistory
-from voicewatch.ingest import Item, StreamBreak
+from voicewatch.ingest import Item, SourceNotice, StreamBreak
 from voicewatch.protocol import Event
 from voicewatch.windows import Window
 
@@ -84,6 +84,9 @@ class Pipeline:
                 if isinstance(item, Window):
                     events += self.detector.observe(item, names, scores[row], positive[row])
                     row += 1
+                elif isinstance(item, SourceNotice):
+                    events.append(Event(type="status", stream=item.stream, start=round(item.time, 6),
+                                        end=round(item.time, 6), wall_start=item.wall, reason=f"source_{item.status}"))
                 else:
                     events += self.close_stream(item)
         return events

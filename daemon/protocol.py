@@ -21,6 +21,8 @@ EVENT_SCHEMA_VERSION = 1
 SAMPLE_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 MIN_RATE, MAX_RATE = 8000, 48000
 MAX_CHANNELS = 8
+SOURCE_STATUSES = ("input_dead", "reconnecting", "recovered")
+"""What a source may say of its own input in a frame's `status` (the core publishes `source_<status>`)."""
 
 
 class BadFrame(ValueError):
@@ -47,14 +49,15 @@ class FrameHeader:
     """UTC epoch seconds of the first sample, when the source knows it."""
     eos: bool = False
     """End of stream: the core closes the stream's open segments and forgets it."""
+    status: str | None = None
+    """The source's word on its input (one of SOURCE_STATUSES), usually on a frame without audio."""
     v: int = PROTOCOL_VERSION
 
     def to_json(self) -> bytes:
         data = dataclasses.asdict(self)
-        if self.wall is None:
-            del data["wall"]
-        if not self.eos:
-            del data["eos"]
+        for optional in ("wall", "eos", "status"):
+            if not data[optional]:
+                del data[optional]
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -78,6 +81,9 @@ class FrameHeader:
         eos = data.get("eos", False)
         if not isinstance(eos, bool):
             raise BadFrame("bad_field", f"field 'eos' must be true or false, got {eos!r}")
+        status = data.get("status")
+        if status is not None and status not in SOURCE_STATUSES:
+            raise BadFrame("bad_field", f"field 'status' must be one of {', '.join(SOURCE_STATUSES)}, got {status!r}")
         if seq < 0 or not math.isfinite(pts) or (wall is not None and not math.isfinite(wall)):
             raise BadFrame("bad_field", "seq must be >= 0 and pts/wall finite")
         if not MIN_RATE <= rate <= MAX_RATE:
@@ -86,7 +92,7 @@ class FrameHeader:
             raise BadFrame("bad_channels", f"channels {channels} is outside 1-{MAX_CHANNELS}")
         if fmt not in SAMPLE_FORMATS:
             raise BadFrame("bad_format", f"format {fmt!r} is not one of {sorted(SAMPLE_FORMATS)}")
-        return cls(seq, rate, channels, fmt, pts, None if wall is None else float(wall), eos)
+        return cls(seq, rate, channels, fmt, pts, None if wall is None else float(wall), eos, status)
 
 
 def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:

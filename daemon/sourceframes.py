@@ -24,13 +24,14 @@ class FrameEncoder:
         self.pts0 = pts
         self.wall0 = wall
 
-    def encode(self, interleaved: np.ndarray, eos: bool = False) -> list[bytes]:
+    def encode(self, interleaved: np.ndarray, eos: bool = False, status: str | None = None) -> list[bytes]:
         """[frames, channels] int16 or float32 → a multipart ingest message."""
         frames = len(interleaved)
         offset = self.samples / self.rate
         header = FrameHeader(
             seq=self.seq, rate=self.rate, channels=self.channels, format=self.format,
             pts=self.pts0 + offset, wall=None if self.wall0 is None else self.wall0 + offset, eos=eos,
+            status=status,
         )
         self.seq += 1
         self.samples += frames

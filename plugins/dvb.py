@@ -4,7 +4,9 @@ Wiring only: input (`tsinput`) → PSI (`tspsi`) → selection (`tsselect`) → 
 → frames (`Outlet`, below) → `Publisher`. Every clock restart of a track (PTS jump, PMT or codec
 change, reconnect) skips one `seq`, so the core ends open segments, emits a `gap` and restarts its
 windows at the new `pts`. Network inputs reconnect with exponential backoff and jitter for ever or
-`--retries` times; a dead input stops the stream's frames, which the core reports as `idle`.
+`--retries` times. The core hears of it in frames without audio that carry a `status`:
+`reconnecting` when the input fails, `recovered` with the first audio after it, `input_dead` when
+the source gives up (then end of stream).
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ class Outlet:
                 encoder.wall0 = dvb_wall - encoder.samples / encoder.rate
         return encoder.encode(chunk.samples)
 
+    def status(self, status: str) -> list[bytes] | None:
+        if self.encoder is None:
+            return None
+        return self.encoder.encode(np.zeros((0, self.encoder.channels), "<i2"), status=status)
+
     def end(self) -> list[bytes] | None:
         if self.encoder is None:
             return None
@@ -97,6 +104,8 @@ class DvbFeed:
         self.decoders: dict[str, TrackDecoder] = {}
         self.outlets: dict[str, Outlet] = {}
         self.reconnects = 0
+        self.failing = False
+        """The input failed and has not delivered audio since (the core was told `reconnecting`)."""
         if self.wall_mode == "auto":
             self.wall_mode = "tdt" if is_live(self.url) else "none"
 
@@ -113,6 +122,9 @@ class DvbFeed:
                         raise SourceError(f"{self.url}: {exc}") from None
                     _LOG.warning("%s failed: %s", self.url, exc)
                 self._wait_to_reconnect()
+        except SourceError:
+            self._tell_core("input_dead")
+            raise
         finally:
             self._end_streams()
             _LOG.info("dvb source done: %s", json.dumps(self.summary()))
@@ -135,6 +147,9 @@ class DvbFeed:
 
             for chunk in decode(reader, current, self.chunk_s, self.counters, self.decoders):
                 self.backoff.reset()
+                if self.failing:
+                    self.failing = False
+                    self._tell_core("recovered")
                 outlet = self.outlets.setdefault(chunk.stream, Outlet(chunk.stream, self.wall_mode))
                 self.publisher.send(outlet.frame(chunk, self._dvb_wall(chunk)))
         finally:
@@ -149,10 +164,19 @@ class DvbFeed:
     def _wait_to_reconnect(self) -> None:
         if 0 <= self.retries <= self.reconnects:
             raise SourceError(f"giving up on {self.url} after {self.retries} reconnection(s)")
+        if not self.failing:
+            self.failing = True
+            self._tell_core("reconnecting")
         delay = self.backoff.next_delay()
         self.reconnects += 1
         _LOG.info("reconnecting to %s in %.1f s (attempt %d)", self.url, delay, self.reconnects)
         time.sleep(delay)  # backoff between attempts; SIGTERM interrupts it
+
+    def _tell_core(self, status: str) -> None:
+        for outlet in self.outlets.values():
+            frame = outlet.status(status)
+            if frame is not None:
+                self.publisher.send_last(frame)
 
     def _end_streams(self) -> None:
         """End of input (or of the source): the core closes these streams' open segments."""

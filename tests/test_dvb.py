@@ -454,6 +454,8 @@ def test_http_reconnects_after_the_connection_drops_and_the_restart_is_a_gap(fil
     gaps = seq_gaps(frames)
     assert len(gaps) == 1  # the second connection starts the programme again: PTS back to 10 s
     assert gaps[0][1]["pts"] == pytest.approx(10.0, abs=0.05)
+    said = [(header["status"], len(pcm)) for header, pcm in frames if "status" in header]
+    assert said == [("reconnecting", 0), ("recovered", 0), ("input_dead", 0)]
     assert frames[-1][0].get("eos") is True
     assert run.summary()["reconnects"] == 1
 
@@ -589,6 +591,22 @@ def test_a_stalled_http_stream_is_reported_idle_by_the_core(core: Daemon, files:
     assert idle.start > 10.0
     assert source.returncode == 0 and "stopped by signal" in stderr, stderr
     core.wait_for_eos("e2e_dead")  # SIGTERM ends the stream cleanly
+
+
+def test_a_stalling_input_is_reported_by_the_source_through_the_core(core: Daemon, files: Files) -> None:
+    data = files.one.read_bytes()
+    part = data[:len(data) // 4 // 188 * 188]
+    server = TsServer([part, part], hang=True)
+    try:
+        result = run_cli("source", "dvb", server.url, "--stream", "e2e_stall", "--stall", "2", "--retries", "1",
+                         "--connect", core.ingest)
+    finally:
+        server.close()
+    assert result.returncode == 2 and "giving up" in result.stderr
+    core.wait_for_eos("e2e_stall")
+    health = ("idle", "silent", "recovered")  # the core's own view, also reported in this test's short idle_s
+    notices = [e.reason for e in core.events_of("e2e_stall") if e.type in ("status", "gap") and e.reason not in health]
+    assert notices == ["source_reconnecting", "source_recovered", "seq_gap", "source_input_dead", "eos"]
 
 
 def test_a_source_described_in_yaml_runs_like_the_command_line(core: Daemon, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from voicewatch.config import Config, IngestConfig
-from voicewatch.ingest import Ingest, StreamBreak
+from voicewatch.ingest import Ingest, SourceNotice, StreamBreak
 from voicewatch.protocol import FrameHeader, encode_frame
 from voicewatch.sourceframes import FrameEncoder
 from voicewatch.windows import Window
@@ -47,7 +47,7 @@ BAD_FRAMES = {
     "bad_version": [[b"s1", header(v=2), b""], [b"s1", header(v=...), b""]],
     "bad_field": [[b"s1", header(seq=...), b""], [b"s1", header(seq="1"), b""], [b"s1", header(rate=True), b""],
                   [b"s1", header(seq=-1), b""], [b"s1", header(pts="now"), b""], [b"s1", header(wall="x"), b""],
-                  [b"s1", header(eos=1), b""],
+                  [b"s1", header(eos=1), b""], [b"s1", header(status="on_fire"), b""],
                   [b"s1", b'{"v":1,"seq":0,"rate":16000,"channels":1,"format":"s16le","pts":NaN}', b""]],
     "bad_rate": [[b"s1", header(rate=7999), b""], [b"s1", header(rate=96000), b""]],
     "bad_channels": [[b"s1", header(channels=0), b""], [b"s1", header(channels=9), b""]],
@@ -142,6 +142,29 @@ def test_wall_clock_is_carried_into_windows() -> None:
     items = table.accept(encode_frame("s", FrameHeader(0, 8000, 1, "s16le", 5.0, wall=1_800_000_000.0),
                                       bytes(2 * 8000 * 3)))
     assert [(w.start, w.wall_start) for w in items] == [(5.0, 1_800_000_000.0), (6.0, 1_800_000_001.0)]
+
+
+def test_a_later_wall_time_that_disagrees_moves_the_anchor_without_resetting_windows() -> None:
+    """A DVB source learns the broadcast time (TDT) only after its first frames."""
+    table = ingest()
+    second = bytes(2 * 8000)
+    items = table.accept(encode_frame("s", FrameHeader(0, 8000, 1, "s16le", 0.0, wall=1_000.0), second))
+    items += table.accept(encode_frame("s", FrameHeader(1, 8000, 1, "s16le", 1.0, wall=1_001.4), second))  # jitter
+    items += table.accept(encode_frame("s", FrameHeader(2, 8000, 1, "s16le", 2.0, wall=1_800_000_002.0), second))
+    items += table.accept(encode_frame("s", FrameHeader(3, 8000, 1, "s16le", 3.0), second))
+    assert not [i for i in items if isinstance(i, StreamBreak)]
+    assert [(w.start, w.wall_start) for w in items] == [(0.0, 1_000.0), (1.0, 1_800_000_001.0), (2.0, 1_800_000_002.0)]
+
+
+def test_a_source_status_becomes_a_notice_and_keeps_the_clock() -> None:
+    encoder = FrameEncoder("s", 8000, 1, "s16le")
+    table = ingest()
+    items = table.accept(encoder.encode(np.zeros((12000, 1), "<i2")))
+    items += table.accept(encoder.encode(np.zeros((0, 1), "<i2"), status="reconnecting"))
+    items += table.accept(encoder.encode(np.zeros((0, 1), "<i2"), status="recovered"))
+    items += table.accept(encoder.encode(np.zeros((12000, 1), "<i2")))
+    assert [(i.status, i.time) for i in items if isinstance(i, SourceNotice)] == [("reconnecting", 1.5), ("recovered", 1.5)]
+    assert [w.start for w in items if isinstance(w, Window)] == [0.0, 1.0]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
