@@ -34,6 +34,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from voicewatch.audiofile import TrackChoice
     from voicewatch.config import load_config
     from voicewatch.plugins.replay import stream_names
     from voicewatch.scan import scan, segments
@@ -50,7 +51,9 @@ def _scan(args: argparse.Namespace) -> int:
             model=dataclasses.replace(config.model, path=args.model or config.model.path),
         )
     embedder, bank = load_model_and_bank(config)
-    events = scan(args.files, stream_names(args.files, args.stream), embedder, bank, config)
+    languages = tuple(lang.strip() for lang in args.language.split(",") if lang.strip())
+    events = scan(args.files, stream_names(args.files, args.stream), embedder, bank, config,
+                  track=TrackChoice(args.pid, languages))
     for segment in segments(events):
         if args.json:
             print(json.dumps(segment.__dict__))
@@ -256,6 +259,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     scan.add_argument("--stream", help="stream name (default: the file name)")
     scan.add_argument("-c", "--config", help="YAML config for windows and detector settings")
     scan.add_argument("--json", action="store_true", help="one JSON object per segment")
+    scan.add_argument("--pid", type=lambda v: int(v, 0), help="MPEG-TS: the audio track's PID (default: the first)")
+    scan.add_argument("--language", default="", metavar="LANG[,LANG…]",
+                      help="MPEG-TS: audio languages in order of preference (ISO-639-2), e.g. deu,eng")
 
     ReplaySource().add_arguments(command("replay", _replay, ReplaySource.help))
 

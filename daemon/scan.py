@@ -10,6 +10,7 @@ import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 
+from voicewatch.audiofile import TrackChoice
 from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config
 from voicewatch.embedder import Embedder
@@ -41,14 +42,14 @@ def segments(events: Iterable[Event]) -> list[Segment]:
 
 
 def scan(paths: Sequence[str | os.PathLike[str]], streams: Sequence[str], embedder: Embedder,
-         bank: SpeakerBank, config: Config, chunk_s: float = 1.0) -> list[Event]:
+         bank: SpeakerBank, config: Config, chunk_s: float = 1.0, track: TrackChoice = TrackChoice()) -> list[Event]:
     """All events the core would publish for these recordings (ids unassigned)."""
     ingest = Ingest(config.ingest, config.windows)
     pipeline = Pipeline(embedder, bank, config.detector, config.processing.max_batch_windows)
     events: list[Event] = []
     for path, stream in zip(paths, streams, strict=True):
         batch = []
-        for frame in file_frames(path, stream, chunk_s):
+        for frame in file_frames(path, stream, chunk_s, track=track):
             batch += ingest.accept(frame)
             if len(batch) >= config.processing.max_batch_windows:
                 events += pipeline.process(batch)

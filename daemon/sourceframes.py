@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from voicewatch.audiofile import AudioFileError, read_audio
+from voicewatch.audiofile import AudioFileError, TrackChoice, read_audio
 from voicewatch.protocol import MAX_RATE, MIN_RATE, FrameHeader, encode_frame
 
 
@@ -38,12 +38,15 @@ class FrameEncoder:
         return encode_frame(self.stream, header, np.ascontiguousarray(interleaved).tobytes())
 
 
-def read_for_ingest(path: str | os.PathLike[str]) -> tuple[np.ndarray, int, str]:
+def read_for_ingest(path: str | os.PathLike[str], track: TrackChoice = TrackChoice()) -> tuple[np.ndarray, int, str]:
     """Read a recording losslessly for the wire: (interleaved samples, rate, format).
 
     16-bit PCM files travel as `s16le` (their exact integers), everything else as `f32le`.
     """
     path = Path(path)
+    if track.chosen:
+        samples, rate = read_audio(path, track)
+        return _checked(path, samples, rate, "f32le")
     try:
         info = soundfile.info(str(path))
         if info.subtype in ("PCM_16", "PCM_S8", "PCM_U8"):
@@ -55,6 +58,10 @@ def read_for_ingest(path: str | os.PathLike[str]) -> tuple[np.ndarray, int, str]
     except soundfile.LibsndfileError:
         samples, rate = read_audio(path)
         fmt = "f32le"
+    return _checked(path, samples, rate, fmt)
+
+
+def _checked(path: Path, samples: np.ndarray, rate: int, fmt: str) -> tuple[np.ndarray, int, str]:
     if not MIN_RATE <= rate <= MAX_RATE:
         raise AudioFileError(f"{path}: sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz; resample it first")
     if samples.shape[1] > 8:
@@ -63,9 +70,9 @@ def read_for_ingest(path: str | os.PathLike[str]) -> tuple[np.ndarray, int, str]
 
 
 def file_frames(path: str | os.PathLike[str], stream: str, chunk_s: float = 0.1,
-                wall: float | None = None) -> Iterator[list[bytes]]:
+                wall: float | None = None, track: TrackChoice = TrackChoice()) -> Iterator[list[bytes]]:
     """All frames of a recording, `chunk_s` seconds each, the last one marked end-of-stream."""
-    samples, rate, fmt = read_for_ingest(path)
+    samples, rate, fmt = read_for_ingest(path, track)
     encoder = FrameEncoder(stream, rate, samples.shape[1], fmt, wall=wall)
     step = max(1, round(chunk_s * rate))
     starts = range(0, len(samples), step)

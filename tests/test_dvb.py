@@ -554,6 +554,13 @@ def test_both_services_through_a_core_find_the_true_segments_and_scan_agrees(cor
     assert via_core == [(round(a, 2), round(b, 2)) for a, b in found]
 
 
+def test_scan_picks_a_track_by_language_or_pid_like_the_source(files: Files) -> None:
+    tone_track = run_cli("scan", str(files.mux), "--language", "eng", "--json")
+    assert tone_track.returncode == 0 and tone_track.stdout == "", tone_track.stderr  # the English tone: nobody speaks
+    missing = run_cli("scan", str(files.mux), "--pid", "0x999")
+    assert missing.returncode == 2 and "no audio track with PID 0x999" in missing.stderr and "0x200 (deu)" in missing.stderr
+
+
 def test_a_damaged_stream_across_the_pts_wrap_keeps_detecting_without_gaps(core: Daemon, tmp_path: Path) -> None:
     start = WRAP_S - 30.0  # the 33-bit PTS wraps 30 s in
     wrapping = encode_ts(tmp_path / "wrap.ts", [("mp2", "ita", demo_48k())], start_s=start)
