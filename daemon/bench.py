@@ -19,11 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import soundfile
 import torch
+import torchaudio
 import zmq
 
 from voicewatch.bank import SpeakerBank
@@ -35,6 +37,9 @@ from voicewatch.scan import scan
 from voicewatch.sourceframes import FrameEncoder
 
 RATE, CHANNELS = 48000, 2
+SMALL_FRAME_MS = 20.0
+"""Sources may send 20-100 ms frames; the benchmark reports the small end at half load too."""
+PEER_WINDOWS = 64
 
 
 def test_signal(seconds: float, seed: int = 0) -> np.ndarray:
@@ -70,6 +75,33 @@ def offline(recording: Path, embedder: Embedder, bank: SpeakerBank, seconds: flo
         results[name] = seconds / (time.perf_counter() - started)
     torch.set_num_threads(os.cpu_count() or 1)
     return results
+
+
+def peer_ratio(embedder: Embedder, args: argparse.Namespace) -> float | None:
+    """Our windows/s over the peer's (Resemblyzer) on the same 2 s windows, one thread each; None without the peer."""
+    try:
+        from voicewatch.peer import load_peer
+
+        peer = load_peer("resemblyzer")
+    except (ImportError, ValueError) as exc:  # the optional `peer` extra is not installed
+        _log(args, f"no peer baseline: {exc}")
+        return None
+    torch.set_num_threads(1)
+    try:
+        windows = torch.from_numpy(test_signal(2.0 * PEER_WINDOWS)[:, 0].copy()).reshape(PEER_WINDOWS, -1)
+        ours = _windows_per_s(lambda: embedder.embed(windows, RATE))
+        theirs = _windows_per_s(lambda: peer.embed(torchaudio.functional.resample(windows, RATE, peer.sample_rate)))
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+    _log(args, f"embedding 2 s windows on one thread: {ours:.0f}/s here, {theirs:.0f}/s with {peer.name}")
+    return round(ours / theirs, 2)
+
+
+def _windows_per_s(embed: Callable[[], object]) -> float:
+    embed()  # warm-up: kernels, caches
+    started = time.perf_counter()
+    embed()
+    return PEER_WINDOWS / (time.perf_counter() - started)
 
 
 def _sender(endpoint: str, streams: int, seconds: float, frame_ms: float, ready: multiprocessing.Event) -> None:
@@ -156,7 +188,11 @@ class LiveCore:
         dropped = sum(after["windows_dropped"].values()) - sum(before["windows_dropped"].values())
         windows = after["windows"] - before["windows"]
         lat = np.array(latencies) if latencies else np.array([np.nan])
-        return {"streams": streams, "windows": windows, "windows_per_s": round(windows / seconds, 1),
+        stage_ms = {stage: round(1000 * (spent - before["stage_seconds"].get(stage, 0.0)) / max(windows, 1), 4)
+                    for stage, spent in after["stage_seconds"].items()}
+        return {"streams": streams, "frame_ms": frame_ms, "windows": windows, "windows_per_s": round(windows / seconds, 1),
+                "batch_windows_mean": round(windows / max(after["batches"] - before["batches"], 1), 1),
+                "stage_ms_per_window": stage_ms,
                 "dropped": dropped, "cpu_percent": round(100 * (_cpu_seconds(self.process.pid) - cpu0) / elapsed, 1),
                 "rss_mb": round(rss, 1), "rss_growth_mb": round(rss - rss0, 1),
                 "latency_p50_s": round(float(np.nanpercentile(lat, 50)), 3),
@@ -199,8 +235,11 @@ def run_bench(args: argparse.Namespace) -> dict:
                 if held:
                     loads[share] = core.step(max(1, int(held * share)), seconds, args.frame_ms)
                     _log(args, f"{int(share * 100)} % load: {json.dumps(loads[share])}")
+            small_frames = core.step(max(1, held // 2), seconds, SMALL_FRAME_MS) if held else {}
+            _log(args, f"50 % load in {SMALL_FRAME_MS:.0f} ms frames: {json.dumps(small_frames)}")
         finally:
             core.stop()
+        peer = peer_ratio(embedder, args)
     at_half = loads.get(0.5, {})
     top = next((s for s in steps if s["streams"] == held), None)
     return {
@@ -214,7 +253,12 @@ def run_bench(args: argparse.Namespace) -> dict:
         "windows_per_s_at_max": top["windows_per_s"] if top else None,
         "scan_audio_s_per_s_per_core": round(scan_rates["batched"], 1),
         "unbatched_ratio": round(scan_rates["batched"] / scan_rates["unbatched"], 2),
-        "peer_ratio": None,
+        "peer_ratio": peer,
+        "stage_ms_per_window": top["stage_ms_per_window"] if top else None,
+        "batch_windows_mean_at_max": top["batch_windows_mean"] if top else None,
+        "small_frames": {key: small_frames.get(key) for key in ("frame_ms", "streams", "held", "cpu_percent",
+                                                                 "latency_p99_s")},
+        "cpu_percent_at_half": at_half.get("cpu_percent"),
         "device": str(embedder.device),
         "frame_ms": args.frame_ms,
         "steps": steps,

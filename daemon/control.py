@@ -100,6 +100,8 @@ class Controller:
             "speakers": len(core.pipeline.bank),
             "model": core.pipeline.embedder.model_id,
             "device": str(core.pipeline.embedder.device),
+            "batches": core.metrics.batches,
+            "stage_seconds": {stage: round(spent, 6) for stage, spent in core.metrics.stage_seconds.items()},
         }
 
     def speakers(self, _request: dict[str, Any]) -> dict[str, Any]:

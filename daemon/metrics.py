@@ -6,6 +6,7 @@ so a thousand streams Ã— a hundred speakers cost a few array operations, not 10â
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -87,6 +88,10 @@ class Metrics:
         r.register(self.scores)
         self._known_frames = 0
         self._known_bad: dict[str, int] = {}
+        self.stage_seconds: collections.Counter[str] = collections.Counter()
+        """Running totals of `stage` (for the control `status` and the benchmark)."""
+        self.batches = 0
+        """Ticks that scored at least one window."""
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -94,7 +99,9 @@ class Metrics:
         try:
             yield
         finally:
-            self.stage.labels(stage).observe(time.perf_counter() - started)
+            spent = time.perf_counter() - started
+            self.stage.labels(stage).observe(spent)
+            self.stage_seconds[stage] += spent
 
     def count_frames(self, accepted: int, dropped: dict[str, int]) -> None:
         """Bring the frame counters up to the ingest's running totals."""

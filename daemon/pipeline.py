@@ -34,7 +34,7 @@ class Pipeline:
         self.max_batch = max_batch
         self.windows = 0
         self.timed: Callable[[str], contextlib.AbstractContextManager[None]] = lambda _stage: contextlib.nullcontext()
-        """Wraps each stage (`features`, `embed`, `match`, `detect`); the service plugs in metrics."""
+        """Wraps each stage (`resample`, `log_mel`, `embed`, `match`, `detect`); the service plugs in metrics."""
         self.on_scores: Callable[[list[str], np.ndarray], None] | None = None
         self.history: EmbeddingHistory | None = None
         """When set, audible windows' embeddings are kept for enrollment from a stream's time range."""
@@ -47,10 +47,12 @@ class Pipeline:
         for rate in np.unique(rates):
             rows = np.flatnonzero(rates == rate)
             for chunk in np.array_split(rows, -(-len(rows) // self.max_batch)):
-                with self.timed("features"):
+                with self.timed("resample"):
                     stacked = np.stack([windows[i].samples for i in chunk])
                     levels[chunk] = 10 * np.log10(np.mean(np.square(stacked), axis=1) + 1e-12)
-                    features = self.embedder.features(torch.from_numpy(stacked), int(rate))
+                    waves = self.embedder.features.resample(torch.from_numpy(stacked).to(out.device), int(rate))
+                with self.timed("log_mel"):
+                    features = self.embedder.features.log_mel(waves)
                 with self.timed("embed"):
                     out[torch.from_numpy(chunk).to(out.device)] = self.embedder.embed_features(features)
         return out, levels

@@ -205,6 +205,7 @@ class Core:
                 self._publish(io, events)
             self.metrics.latency.observe(time.perf_counter() - started)
             self.metrics.batch.observe(self.pipeline.windows - windows_before)
+            self.metrics.batches += self.pipeline.windows > windows_before
             self.metrics.windows.inc(self.pipeline.windows - windows_before)
         self.metrics.tick.observe(time.perf_counter() - started)
 

@@ -45,6 +45,8 @@ def test_status_reports_live_streams_and_counters(core: Daemon) -> None:
     status = request(core.control, {"cmd": "status"})
     assert status["frames"] > 0 and status["windows"] > 0 and status["streams"] == {}
     assert status["speakers"] == len(SpeakerBank.load(DEMO_BANK))
+    assert 1 <= status["batches"] <= status["windows"]
+    assert set(status["stage_seconds"]) >= {"ingest", "resample", "log_mel", "embed", "match", "detect", "publish"}
     cli = run_cli("status", "--connect", core.control, "--json")
     assert cli.returncode == 0 and json.loads(cli.stdout)["frames"] == status["frames"]
 

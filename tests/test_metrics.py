@@ -46,7 +46,7 @@ def test_a_core_exposes_counters_histograms_and_per_speaker_scores(tmp_path: Pat
     windows = value(text, "voicewatch_windows_total")
     assert windows > 0
     assert value(text, "voicewatch_batch_windows_sum") == windows
-    for stage in ("ingest", "features", "embed", "match", "detect", "publish"):
+    for stage in ("ingest", "resample", "log_mel", "embed", "match", "detect", "publish"):
         assert value(text, f'voicewatch_stage_seconds_count{{stage="{stage}"}}') > 0
     assert re.search(r'voicewatch_window_score_bucket\{le="\+Inf",speaker="\w+"\} ' + f"{windows}", text)
     assert value(text, "voicewatch_bank_speakers") >= 1
