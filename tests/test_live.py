@@ -1,11 +1,15 @@
-"""The live source without a sound card: a fake PortAudio stream drives the real capture and sender."""
+"""The live source without a sound card: a fake PortAudio stream drives the real capture and sender, and
+the real PortAudio captures from a virtual ALSA device (a test asoundrc whose PCM reads a file)."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -98,3 +102,49 @@ def test_an_unknown_device_is_a_clear_error() -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "input device 'no-such-device-xyz'" in result.stderr
     assert "--list-devices" in result.stderr and "Traceback" not in result.stderr
+
+
+def virtual_capture_home(tmp_path: Path, audio: np.ndarray) -> dict[str, str]:
+    """An environment whose ALSA knows a capture PCM `voicewatch_test` that plays `audio` (s16 mono).
+
+    ALSA's `file` plugin reads capture data from `infile`; its `null` slave sets no pace, so the
+    device delivers as fast as it is read, and from the start of the file again at its end."""
+    audio.astype("<i2").tofile(tmp_path / "capture.raw")
+    (tmp_path / ".asoundrc").write_text(
+        'pcm.voicewatch_test {\n  type file\n  slave.pcm "null"\n  file "/dev/null"\n'
+        f'  infile "{tmp_path / "capture.raw"}"\n  format "raw"\n'
+        '  hint { show on description "voicewatch test capture" }\n}\n')
+    return {**os.environ, "HOME": str(tmp_path)}
+
+
+def test_a_virtual_alsa_device_is_captured_through_portaudio_and_stopped_cleanly(tmp_path: Path) -> None:
+    t = np.arange(16000 * 3) / 16000
+    env = virtual_capture_home(tmp_path, np.sin(2 * np.pi * 440 * t) * 8000)
+    endpoint = f"ipc://{tmp_path}/ingest"
+    pull = zmq.Context.instance().socket(zmq.PULL)
+    pull.bind(endpoint)
+    source = subprocess.Popen([sys.executable, "-m", "voicewatch", "source", "live", "--device", "voicewatch_test",
+                               "--rate", "16000", "--stream", "alsa", "--connect", endpoint],
+                              stderr=subprocess.PIPE, text=True, env=env)
+    frames: list[tuple[dict, bytes]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(frames) < 30 and time.monotonic() < deadline:  # 3 s of audio
+            if pull.poll(100):
+                _, header, pcm = pull.recv_multipart()
+                frames.append((json.loads(header), pcm))
+        source.send_signal(signal.SIGTERM)
+        while not frames[-1][0].get("eos") and pull.poll(10_000):
+            _, header, pcm = pull.recv_multipart()
+            frames.append((json.loads(header), pcm))
+        _, stderr = source.communicate(timeout=30)
+    finally:
+        source.kill()
+        pull.close(linger=0)
+    assert source.returncode == 0 and "live source stopped" in stderr, stderr
+    assert frames[0][0]["rate"] == 16000 and frames[0][0]["channels"] == 1 and frames[-1][0]["eos"] is True
+    assert [h["seq"] for h, _ in frames] == list(range(len(frames)))
+    captured = np.frombuffer(b"".join(pcm for _, pcm in frames[:30]), "<i2").astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(captured)) ** 2
+    tone = round(440 * len(captured) / 16000)
+    assert spectrum[tone - 3:tone + 4].sum() / spectrum.sum() > 0.9  # the file's tone, not silence or noise
