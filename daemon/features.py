@@ -80,8 +80,16 @@ class FeatureExtractor(torch.nn.Module):
 
     def log_mel(self, waves: torch.Tensor) -> torch.Tensor:
         """[B, T] at the model rate → [B, n_mels, frames], mean-normalised over time."""
-        spec = torch.log(self.mel(waves) + self.settings.log_floor)
-        return spec - spec.mean(dim=-1, keepdim=True)
+        return self.normalise(self.raw_log_mel(waves))
+
+    def raw_log_mel(self, waves: torch.Tensor) -> torch.Tensor:
+        """[B, T] at the model rate → [B, n_mels, frames] log power, each frame from its own samples only."""
+        return torch.log(self.mel(waves) + self.settings.log_floor)
+
+    @staticmethod
+    def normalise(raw: torch.Tensor) -> torch.Tensor:
+        """Per-window mean subtraction over time: a channel's fixed colouring and gain cancel."""
+        return raw - raw.mean(dim=-1, keepdim=True)
 
     def forward(self, waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
         device = self.mel.spectrogram.window.device

@@ -1,7 +1,8 @@
 """windows → features → embedder → bank → detector: the one code path of `run` and `scan`.
 
 A tick's items (windows of every stream, and stream breaks) go through in one batch: windows are
-grouped by sample rate, resampled and turned into log-MEL together, embedded together, and scored
+grouped by sample rate, resampled and turned into log-MEL together (each window reusing the frames
+it shares with its stream's previous window, see sharedframes.py), embedded together, and scored
 against every speaker with one product; only the detector then walks the items in order.
 """
 
@@ -21,6 +22,7 @@ from voicewatch.embedder import Embedder
 from voicewatch.history import EmbeddingHistory
 from voicewatch.ingest import Item, SourceNotice, StreamBreak
 from voicewatch.protocol import Event
+from voicewatch.sharedframes import SharedFrames
 from voicewatch.windows import Window
 
 _LOG = logging.getLogger(__name__)
@@ -28,41 +30,51 @@ _LOG = logging.getLogger(__name__)
 
 class Pipeline:
     def __init__(self, embedder: Embedder, bank: SpeakerBank, detector: DetectorConfig, max_batch: int = 2048) -> None:
+        self.timed: Callable[[str], contextlib.AbstractContextManager[None]] = lambda _stage: contextlib.nullcontext()
+        """Wraps each stage (`resample`, `log_mel`, `embed`, `match`, `detect`); the service plugs in metrics."""
         self.embedder = embedder
         self.bank = bank
         self.detector = Detector(detector)
         self.max_batch = max_batch
         self.windows = 0
-        self.timed: Callable[[str], contextlib.AbstractContextManager[None]] = lambda _stage: contextlib.nullcontext()
-        """Wraps each stage (`resample`, `log_mel`, `embed`, `match`, `detect`); the service plugs in metrics."""
         self.on_scores: Callable[[list[str], np.ndarray], None] | None = None
         self.history: EmbeddingHistory | None = None
         """When set, audible windows' embeddings are kept for enrollment from a stream's time range."""
 
-    def embed(self, windows: Sequence[Window]) -> tuple[torch.Tensor, np.ndarray]:
-        """[B, D] embeddings of `windows`, batched per sample rate, and [B] levels in dBFS (RMS)."""
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    @embedder.setter
+    def embedder(self, embedder: Embedder) -> None:
+        """A new model (reload) brings its own front end: no frames are shared across models."""
+        self._embedder = embedder
+        self.frames = SharedFrames(embedder.features, timed=lambda stage: self.timed(stage))
+
+    def embed(self, items: Sequence[Item]) -> tuple[torch.Tensor, np.ndarray]:
+        """[B, D] embeddings of the windows among `items`, and [B] levels in dBFS (RMS); the other items
+        tell the shared frames where streams break."""
+        windows = [item for item in items if isinstance(item, Window)]
+        with self.timed("level"):
+            levels = np.array([10 * np.log10(np.mean(np.square(w.samples)) + 1e-12) for w in windows], dtype=np.float32)
+        features = self.frames.features(items)
         out = torch.empty(len(windows), self.embedder.dim, device=self.embedder.device)
-        levels = np.empty(len(windows), dtype=np.float32)
-        rates = np.array([w.rate for w in windows])
-        for rate in np.unique(rates):
-            rows = np.flatnonzero(rates == rate)
-            for chunk in np.array_split(rows, -(-len(rows) // self.max_batch)):
-                with self.timed("resample"):
-                    stacked = np.stack([windows[i].samples for i in chunk])
-                    levels[chunk] = 10 * np.log10(np.mean(np.square(stacked), axis=1) + 1e-12)
-                    waves = self.embedder.features.resample(torch.from_numpy(stacked).to(out.device), int(rate))
-                with self.timed("log_mel"):
-                    features = self.embedder.features.log_mel(waves)
-                with self.timed("embed"):
-                    out[torch.from_numpy(chunk).to(out.device)] = self.embedder.embed_features(features)
+        with self.timed("embed"):
+            for start in range(0, len(windows), self.max_batch):
+                out[start:start + self.max_batch] = self.embedder.embed_features(features[start:start + self.max_batch])
         return out, levels
 
-    def score(self, windows: Sequence[Window]) -> tuple[np.ndarray, np.ndarray]:
-        """[B, S] bank scores (speakers in `bank.names` order) and [B] window levels in dBFS."""
+    def score(self, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
+        """[B, S] bank scores (speakers in `bank.names` order) of the windows among `items`, and their [B]
+        levels in dBFS."""
+        windows = [item for item in items if isinstance(item, Window)]
         if not windows:
+            for item in items:
+                if isinstance(item, StreamBreak):
+                    self.frames.forget(item.stream)
             return np.zeros((0, len(self.bank)), dtype=np.float32), np.zeros(0, dtype=np.float32)
         with torch.inference_mode():
-            embeddings, levels = self.embed(windows)
+            embeddings, levels = self.embed(items)
             if self.history is not None:
                 audible = np.flatnonzero(levels >= (self.detector.config.min_level_dbfs or -np.inf))
                 self.history.record([windows[i] for i in audible], embeddings[torch.from_numpy(audible)])
@@ -71,7 +83,7 @@ class Pipeline:
 
     def process(self, items: Sequence[Item]) -> list[Event]:
         windows = [item for item in items if isinstance(item, Window)]
-        scores, levels = self.score(windows)
+        scores, levels = self.score(items)
         positive = scores > self.bank.thresholds().numpy()[None, :]
         if self.detector.config.min_level_dbfs is not None:
             positive &= (levels >= self.detector.config.min_level_dbfs)[:, None]  # near-silence names no one
