@@ -205,7 +205,7 @@ class LiveCore:
 
 
 def run_bench(args: argparse.Namespace) -> dict:
-    seconds = 12.0 if args.quick else 30.0
+    seconds = args.step_seconds or (12.0 if args.quick else 30.0)
     with tempfile.TemporaryDirectory(prefix="voicewatch-bench-") as tmp:
         workdir = Path(tmp)
         embedder = Embedder.load(device="cpu")
@@ -217,6 +217,10 @@ def run_bench(args: argparse.Namespace) -> dict:
         scan_rates = offline(recording, embedder, SpeakerBank.load(bank_path), offline_seconds)
         _log(args, f"scan: {scan_rates['batched']:.0f} audio-s/s on one thread "
                    f"({scan_rates['batched'] / scan_rates['unbatched']:.1f}× one window at a time)")
+        if args.offline:
+            return {"scan_audio_s_per_s_per_core": round(scan_rates["batched"], 1),
+                    "unbatched_ratio": round(scan_rates["batched"] / scan_rates["unbatched"], 2),
+                    "peer_ratio": peer_ratio(embedder, args), "device": str(embedder.device)}
         core = LiveCore(workdir, bank_path)
         idle_rss = core.idle_rss_mb
         steps, held = [], 0
@@ -273,7 +277,9 @@ def _log(args: argparse.Namespace, line: str) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="short steps (about 5 minutes on 2 cores)")
     parser.add_argument("--json", action="store_true", help="print only one JSON line with the results")
+    parser.add_argument("--offline", action="store_true", help="only scan throughput on a 48 kHz recording (and the peer)")
     parser.add_argument("--frame-ms", type=float, default=100.0, help="source frame length (default 100)")
+    parser.add_argument("--step-seconds", type=float, help="length of each live step (default 12 with --quick, else 30)")
     parser.add_argument("--start-streams", type=int, default=16)
     parser.add_argument("--max-streams", type=int, default=4096)
     parser.add_argument("--speakers", type=int, default=100)

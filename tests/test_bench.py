@@ -1,0 +1,32 @@
+"""`voicewatch bench` runs end to end and reports what the throughput issue asks for (the numbers
+themselves are for people: no test here times anything)."""
+
+from __future__ import annotations
+
+import json
+
+from daemon_harness import run_cli
+
+KEYS = {"realtime_streams", "latency_p50_s", "latency_p99_s", "rss_mb_per_stream", "scan_audio_s_per_s_per_core",
+        "unbatched_ratio", "peer_ratio", "device", "stage_ms_per_window", "batch_windows_mean_at_max", "small_frames"}
+STAGES = {"ingest", "resample", "log_mel", "embed", "match", "detect", "publish"}
+
+
+def test_a_tiny_live_and_offline_run_prints_one_json_line_with_every_figure() -> None:
+    result = run_cli("bench", "--quick", "--json", "--step-seconds", "3", "--start-streams", "2", "--max-streams", "2",
+                     "--speakers", "5", "--exemplars", "2", timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    assert KEYS <= set(report)
+    assert report["realtime_streams"] == 2 and report["scan_audio_s_per_s_per_core"] > 0
+    assert STAGES <= set(report["stage_ms_per_window"])
+    assert report["small_frames"]["frame_ms"] == 20.0 and report["small_frames"]["streams"] == 1
+
+
+def test_offline_mode_measures_only_scan() -> None:
+    result = run_cli("bench", "--offline", "--quick", "--json", "--speakers", "5", "--exemplars", "2", timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["unbatched_ratio"] > 0 and "realtime_streams" not in report
