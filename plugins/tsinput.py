@@ -72,6 +72,8 @@ class UdpInput:
         if port is None:
             raise ValueError(f"{url}: a udp:// URL needs a port, e.g. udp://239.1.1.1:1234")
         address = ipaddress.ip_address(host) if host else ipaddress.ip_address("0.0.0.0")
+        local = urllib.parse.parse_qs(parts.query).get("localaddr", ["0.0.0.0"])[0]
+        """The interface address to join a multicast group on (FFmpeg's `?localaddr=`); default: the system's."""
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_DGRAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -79,7 +81,7 @@ class UdpInput:
         self._socket.bind((str(address), port))
         if address.is_multicast:
             if family == socket.AF_INET:
-                request = struct.pack("4s4s", address.packed, socket.inet_aton("0.0.0.0"))
+                request = struct.pack("4s4s", address.packed, socket.inet_aton(local))
                 self._socket.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, request)
             else:
                 request = struct.pack("16sI", address.packed, 0)

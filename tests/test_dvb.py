@@ -469,13 +469,16 @@ def test_an_unreachable_url_is_retried_with_backoff_then_given_up(tmp_path: Path
     assert time.monotonic() - started >= sum(waits)
 
 
-def udp_send(data: bytes, port: int, seconds: float) -> None:
-    """7 TS packets per datagram, as tuners and TSDuck send them, spread over `seconds`."""
+def udp_send(data: bytes, host: str, port: int, seconds: float) -> None:
+    """7 TS packets per datagram, as tuners and TSDuck send them, spread over `seconds`; multicast
+    leaves through the loopback interface and goes no further (TTL 0)."""
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 0)
     size = 7 * 188
     count = len(data) // size + 1
     for n, start in enumerate(range(0, len(data), size)):
-        sender.sendto(data[start:start + size], ("127.0.0.1", port))
+        sender.sendto(data[start:start + size], (host, port))
         if n % 50 == 0:
             time.sleep(seconds / count * 50)
     sender.close()
@@ -489,10 +492,13 @@ def free_udp_port() -> int:
     return port
 
 
-def test_udp_delivers_the_same_audio_and_a_silent_input_is_dead(files: Files, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("host", "url"), [("127.0.0.1", "udp://127.0.0.1:{port}"),
+                                           ("239.255.42.42", "udp://239.255.42.42:{port}?localaddr=127.0.0.1")],
+                         ids=["unicast", "multicast"])
+def test_udp_delivers_the_same_audio_and_a_silent_input_is_dead(files: Files, tmp_path: Path, host: str, url: str) -> None:
     port = free_udp_port()
-    send = functools.partial(udp_send, files.mux.read_bytes(), port, 2.0)
-    run = run_source(tmp_path, f"udp://127.0.0.1:{port}", "--service", "Uno=uno", "--stall", "1.5", "--retries", "0",
+    send = functools.partial(udp_send, files.mux.read_bytes(), host, port, 2.0)
+    run = run_source(tmp_path, url.format(port=port), "--service", "Uno=uno", "--stall", "1.5", "--retries", "0",
                      on_log=("listening on udp://", send))
     assert run.code == 2 and "no datagram on udp://" in run.stderr and "giving up" in run.stderr
     frames = run.of("uno")
