@@ -14,6 +14,8 @@ import logging
 import torch
 import torchaudio
 
+from voicewatch.resample import make_resampler
+
 _LOG = logging.getLogger(__name__)
 
 
@@ -68,7 +70,7 @@ class FeatureExtractor(torch.nn.Module):
     def _resampler(self, rate: int) -> torch.nn.Module:
         key = str(rate)
         if key not in self._resamplers:
-            resampler = torchaudio.transforms.Resample(rate, self.settings.sample_rate)
+            resampler = make_resampler(rate, self.settings.sample_rate)
             self._resamplers[key] = resampler.to(self.mel.spectrogram.window.device)
         return self._resamplers[key]
 
