@@ -82,8 +82,11 @@ class Pipeline:
                 return self.bank.score(embeddings).cpu().numpy(), levels
 
     def process(self, items: Sequence[Item]) -> list[Event]:
+        return self.decide(items, *self.score(items))
+
+    def decide(self, items: Sequence[Item], scores: np.ndarray, levels: np.ndarray) -> list[Event]:
+        """The detector's walk over `items` in order, with the windows' `score` results."""
         windows = [item for item in items if isinstance(item, Window)]
-        scores, levels = self.score(items)
         positive = scores > self.bank.thresholds().numpy()[None, :]
         if self.detector.config.min_level_dbfs is not None:
             positive &= (levels >= self.detector.config.min_level_dbfs)[:, None]  # near-silence names no one

@@ -7,6 +7,7 @@ latency; a thousand streams → large batches and high throughput.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -88,6 +89,10 @@ class Core:
         self.health = HealthWatch(config.health.idle_s, config.health.silence_s)
         self.context = zmq.Context.instance()
         self._last_status = (time.monotonic(), 0)
+        self.scorer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
+        """Features, embedding and matching of one batch run here (torch releases the GIL) while the
+        main thread takes in the next batch's frames; the detector and publishing stay on the main thread."""
+        self._scoring: tuple[list, concurrent.futures.Future, float] | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Serve until `stop` is set; then end open segments, flush, close."""
@@ -109,12 +114,15 @@ class Core:
                 while not stop.is_set():
                     self._step(io)
                     if heartbeat.due():
+                        self._finish(io)  # health notices come after the events of frames already taken in
                         self._heartbeat(io, round(time.monotonic() - started, 3))
                     if watchdog.due():  # from the loop itself: a stuck pipeline stops the pings
                         self.notifier.watchdog()
                     if prune.due() and io.log is not None and (pruned := io.log.prune()):
                         _LOG.info("pruned %d events older than the retention period from the log", pruned)
             finally:
+                self._finish(io)
+                self.scorer.shutdown()
                 self.notifier.stopping()
                 if self.epg is not None:
                     self.epg.stop()
@@ -165,22 +173,28 @@ class Core:
                 curve.stop()
 
     def _step(self, io: _Io) -> None:
-        ready = dict(io.poller.poll(100))
+        ready = dict(io.poller.poll(0 if self._scoring is not None else 100))
         if io.pull in ready:
             self._tick(io)
+        else:
+            self._finish(io)  # nothing new to overlap with: publish the batch in flight now
+        if ready.keys() - {io.pull}:
+            self._finish(io)
         if io.control is not None and io.control in ready:
             io.control.send(self.controller.handle(io.control.recv_multipart()))
             self._publish(io, self.controller.pending_events)
             self.controller.pending_events = []
             self._bank_metrics()
         if self.reload_requested.is_set():
+            self._finish(io)
             self.reload_requested.clear()
             self._publish(io, self._reload())
             self._bank_metrics()
 
     def _tick(self, io: _Io) -> None:
-        """Drain waiting frames until the batch is full, then process it. What stays in the socket waits
-        for the next tick (bounded by the high-water mark), so memory per tick is bounded too."""
+        """Drain waiting frames until the batch is full, then hand it to the scoring thread and decide
+        on the previous batch. What stays in the socket waits for the next tick (bounded by the
+        high-water mark), so memory per tick is bounded too."""
         started = time.perf_counter()
         items: list = []
         ready = 0
@@ -198,16 +212,26 @@ class Core:
                     break
             items += self.shedder.flush()
         self.metrics.windows_dropped.inc(sum(self.shedder.dropped.values()) - dropped_before)
+        self._finish(io)
         if items:
-            windows_before = self.pipeline.windows
-            events = self.pipeline.process(items)
-            with self.metrics.timed("publish"):
-                self._publish(io, events)
-            self.metrics.latency.observe(time.perf_counter() - started)
-            self.metrics.batch.observe(self.pipeline.windows - windows_before)
-            self.metrics.batches += self.pipeline.windows > windows_before
-            self.metrics.windows.inc(self.pipeline.windows - windows_before)
+            self._scoring = (items, self.scorer.submit(self.pipeline.score, items), started)
         self.metrics.tick.observe(time.perf_counter() - started)
+
+    def _finish(self, io: _Io) -> None:
+        """Wait for the batch being scored, if any; run the detector over it and publish its events.
+        Everything that reads or swaps the pipeline's state calls this first."""
+        if self._scoring is None:
+            return
+        items, scoring, started = self._scoring
+        self._scoring = None
+        windows_before = self.pipeline.windows
+        events = self.pipeline.decide(items, *scoring.result())
+        with self.metrics.timed("publish"):
+            self._publish(io, events)
+        self.metrics.latency.observe(time.perf_counter() - started)
+        self.metrics.batch.observe(self.pipeline.windows - windows_before)
+        self.metrics.batches += self.pipeline.windows > windows_before
+        self.metrics.windows.inc(self.pipeline.windows - windows_before)
 
     def _publish(self, io: _Io, events: list[Event]) -> None:
         if self.epg is not None:

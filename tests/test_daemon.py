@@ -162,6 +162,17 @@ def test_replay_and_tail_commands_show_the_segments_as_readable_lines(daemon: Da
     target = ENROLLED[0]
     tail = subprocess.Popen([sys.executable, "-m", "voicewatch", "tail", "--connect", daemon.events, "--stream", "demo"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    printed: list[str] = []
+    eos_printed = threading.Event()
+
+    def read() -> None:
+        for line in tail.stdout:
+            printed.append(line)
+            if "eos" in line:
+                eos_printed.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         daemon.wait_for(lambda e: e.reason == "heartbeat")  # give tail's subscription time to reach the core
         for _ in range(10):
@@ -169,10 +180,12 @@ def test_replay_and_tail_commands_show_the_segments_as_readable_lines(daemon: Da
         result = run_cli("replay", str(DEMO_RECORDING), "--stream", "demo", "--speed", "max", "--connect", daemon.ingest)
         assert result.returncode == 0, result.stderr
         daemon.wait_for_eos("demo")
-        daemon.wait_for(lambda e: e.reason == "heartbeat")
+        assert eos_printed.wait(60), "".join(printed)  # tail, a process of its own, may be a little behind
     finally:
         tail.terminate()
-        out, err = tail.communicate(timeout=30)
+        err = tail.communicate(timeout=30)[1]
+        reader.join(10)
+    out = "".join(printed)
     lines = [line for line in out.splitlines() if f"  {target}  " in line and "peak" in line and "mean" in line]
     assert len(lines) == len(truth_spans(target)), out + err
     assert lines[0].startswith(f"demo  {target}  ")
