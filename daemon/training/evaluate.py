@@ -1,11 +1,37 @@
-"""Speaker-verification figures on 2 s window trials, scored the way the product scores (top-5 mean)."""
+"""`voicewatch eval`: how well a model finds voices, measured the way the product works.
+
+- Window trials: speaker-disjoint 2 s windows of the corpus' held-out voices, each voice enrolled
+  from clean windows of its own clips, test windows degraded by each broadcast condition, scored
+  with the product's top-5 mean cosine: EER, minDCF (p_target 0.01) and the miss/false-alarm rates
+  at the threshold fixed in advance, per condition and pooled (one threshold for all conditions).
+- Streams: broadcast-like validation streams with ground truth (streams.py) run through the real
+  pipeline (`scan`) with a bank of the held-out voices: precision, recall and F1 of speaking time on
+  a 10 ms grid, and false-alarm segments (touching no true turn) per hour.
+- Or your own annotated recordings: `--rttm TRUTH.rttm --bank BANK FILE…`.
+Results as one JSON document; found segments as RTTM; DET curves as PNG.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
+import soundfile
 import torch
 
 from voicewatch.bank import SpeakerBank
+from voicewatch.embedder import Embedder
+from voicewatch.enrollment import enrollment_windows
+
+_LOG = logging.getLogger(__name__)
 
 
 def eer(target: np.ndarray, impostor: np.ndarray) -> float:
@@ -22,7 +48,7 @@ def eer(target: np.ndarray, impostor: np.ndarray) -> float:
 
 def min_dcf(target: np.ndarray, impostor: np.ndarray, p_target: float = 0.01) -> float:
     """Normalised minimum detection cost (C_miss = C_fa = 1)."""
-    thresholds = np.sort(np.concatenate([target, impostor]))
+    thresholds = np.append(np.sort(np.concatenate([target, impostor])), np.inf)  # +inf: reject everything
     miss = np.searchsorted(np.sort(target), thresholds, side="left") / len(target)
     fa = 1 - np.searchsorted(np.sort(impostor), thresholds, side="left") / len(impostor)
     cost = p_target * miss + (1 - p_target) * fa
@@ -50,3 +76,269 @@ def window_trials(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[np.nd
 def window_trials_eer(net: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor) -> float:
     embeddings = torch.cat([net(chunk.float()) for chunk in features.split(512)])
     return eer(*window_trials(embeddings, labels))
+
+
+# ---------------------------------------------------------------- trials under broadcast conditions
+
+
+def condition_trials(embed: Callable[[np.ndarray], torch.Tensor], enroll: dict[str, np.ndarray],
+                     tests: dict[str, np.ndarray], condition: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(target, impostor) top-5 scores: every voice enrolled from its clean windows, every test window,
+    degraded by `condition`, scored against every voice with one product."""
+    from voicewatch.training.streams import apply_condition
+
+    rng = np.random.default_rng(seed)
+    names = sorted(enroll)
+    embedded = {name: embed(enroll[name]) for name in names}
+    bank = SpeakerBank("eval", next(iter(embedded.values())).shape[1])
+    for name in names:
+        bank.enroll(name, embedded[name])
+    rows, labels = [], []
+    for column, name in enumerate(names):
+        degraded = np.stack([apply_condition(w, condition, rng) for w in tests[name]]) if condition != "clean" \
+            else tests[name]
+        rows.append(embed(degraded.astype(np.float32)))
+        labels += [column] * len(degraded)
+    scores = bank.score(torch.cat(rows)).numpy()
+    truth = np.zeros_like(scores, dtype=bool)
+    truth[np.arange(len(scores)), labels] = True
+    return scores[truth], scores[~truth]
+
+
+def rates_at(target: np.ndarray, impostor: np.ndarray, threshold: float) -> dict[str, float]:
+    """Miss and false-alarm rates of windows at a fixed threshold."""
+    return {"miss": round(float(np.mean(target < threshold)), 4), "false_alarm": round(float(np.mean(impostor >= threshold)), 4)}
+
+
+# ---------------------------------------------------------------- segments against annotated streams
+
+Span = tuple[float, float]
+GRID_S = 0.01
+"""Segments are scored on a 10 ms grid: precision/recall/F1 of speaking time."""
+
+
+def _mask(spans: list[Span], frames: int) -> np.ndarray:
+    mask = np.zeros(frames, dtype=bool)
+    for start, end in spans:
+        mask[max(0, round(start / GRID_S)):max(0, round(end / GRID_S))] = True
+    return mask
+
+
+def segment_counts(found: list[Span], truth: list[Span], seconds: float) -> dict[str, float]:
+    """Time-based true/false positives and misses (s), and found segments that touch no true one."""
+    frames = int(np.ceil(seconds / GRID_S))
+    f, t = _mask(found, frames), _mask(truth, frames)
+    false_alarms = sum(1 for start, end in found if not any(s < end and start < e for s, e in truth))
+    return {"tp_s": (f & t).sum() * GRID_S, "fp_s": (f & ~t).sum() * GRID_S, "fn_s": (~f & t).sum() * GRID_S,
+            "false_alarms": false_alarms, "seconds": seconds}
+
+
+def segment_scores(counts: list[dict[str, float]]) -> dict[str, float]:
+    """Precision, recall, F1 of speaking time and false-alarm segments per hour, summed over streams."""
+    tp, fp, fn = (sum(c[k] for c in counts) for k in ("tp_s", "fp_s", "fn_s"))
+    hours = sum(c["seconds"] for c in counts) / 3600
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+            "false_alarms_per_hour": round(sum(c["false_alarms"] for c in counts) / hours, 2) if hours else 0.0}
+
+
+def read_rttm(path: str | os.PathLike[str]) -> dict[str, dict[str, list[Span]]]:
+    """RTTM `SPEAKER file chan start duration <NA> <NA> name …` lines → {file: {speaker: [(start, end)]}}."""
+    spans: dict[str, dict[str, list[Span]]] = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0] != "SPEAKER":
+            continue
+        try:
+            start, duration = float(fields[3]), float(fields[4])
+            spans.setdefault(fields[1], {}).setdefault(fields[7], []).append((start, start + duration))
+        except (IndexError, ValueError):
+            raise ValueError(f"{path}:{number}: not an RTTM SPEAKER line: {line!r}") from None
+    return spans
+
+
+def rttm_lines(stream: str, speaker: str, spans: list[Span]) -> list[str]:
+    return [f"SPEAKER {stream} 1 {start:.3f} {end - start:.3f} <NA> <NA> {speaker} <NA> <NA>" for start, end in spans]
+
+
+# ---------------------------------------------------------------- DET curves
+
+
+def det_png(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Miss vs false-alarm probability on normal-deviate axes, one curve per label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    deviate = statistics.NormalDist().inv_cdf
+    ticks = [0.001, 0.01, 0.05, 0.2, 0.5]
+    figure, axes = plt.subplots(figsize=(5, 5))
+    for label, (target, impostor) in curves.items():
+        thresholds = np.unique(np.concatenate([target, impostor]))
+        miss = np.clip(np.searchsorted(np.sort(target), thresholds) / len(target), 1e-4, 1 - 1e-4)
+        fa = np.clip(1 - np.searchsorted(np.sort(impostor), thresholds) / len(impostor), 1e-4, 1 - 1e-4)
+        axes.plot([deviate(p) for p in fa], [deviate(p) for p in miss],
+                  label=f"{label} (EER {100 * eer(target, impostor):.1f} %)")
+    axes.set_xticks([deviate(p) for p in ticks], [f"{100 * p:g}" for p in ticks])
+    axes.set_yticks([deviate(p) for p in ticks], [f"{100 * p:g}" for p in ticks])
+    axes.set_xlim(deviate(0.0005), deviate(0.6))
+    axes.set_ylim(deviate(0.0005), deviate(0.6))
+    axes.set_xlabel("false alarm (%)")
+    axes.set_ylabel("miss (%)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# ---------------------------------------------------------------- the command
+
+TEST_WINDOWS = 120
+"""Test windows per voice and condition (the rest of a voice's windows are not needed)."""
+
+
+def _embedder_function(embedder: Embedder, rate: int) -> Callable[[np.ndarray], torch.Tensor]:
+    def embed(windows: np.ndarray) -> torch.Tensor:
+        return torch.cat([embedder.embed(torch.from_numpy(chunk), rate) for chunk in np.array_split(
+            windows, max(1, len(windows) // 128))]).cpu()
+    return embed
+
+
+def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict, dict, list[str]]:
+    """(results, DET curves, RTTM lines of everything found) on the corpus' held-out voices."""
+    from voicewatch.training.streams import RATE, build_streams, split_clips, validation_voices
+
+    conditions = tuple(args.conditions.split(","))
+    voices = validation_voices(args.corpus)
+    if len(voices) < 2:
+        raise ValueError(f"{args.corpus}: fewer than two held-out voices in manifest.json")
+    enroll_clips, heard = split_clips(voices, args.seed)
+    enroll = {name: enrollment_windows(clips, RATE) for name, clips in enroll_clips.items()}
+    tests = {name: enrollment_windows(clips, RATE)[:TEST_WINDOWS] for name, clips in heard.items()}
+    embedders = {"model": _embedder_function(embedder, RATE)}
+    if args.peer:
+        from voicewatch.peer import load_peer
+
+        peer = load_peer(args.peer)
+        embedders[peer.name] = lambda w: peer.embed(torch.from_numpy(w), RATE)
+    results: dict = {"voices": sorted(voices), "threshold": args.threshold, "trials": {}, "streams": {}}
+    curves = {}
+    for who, embed in embedders.items():
+        pooled_target, pooled_impostor, per_condition = [], [], {}
+        for condition in conditions:
+            started = time.perf_counter()
+            target, impostor = condition_trials(embed, enroll, tests, condition, args.seed)
+            per_condition[condition] = {"eer": round(eer(target, impostor), 4), "min_dcf": round(min_dcf(target, impostor), 4),
+                                        "trials": [len(target), len(impostor)], **rates_at(target, impostor, args.threshold),
+                                        "seconds": round(time.perf_counter() - started, 1)}
+            pooled_target.append(target)
+            pooled_impostor.append(impostor)
+            if who == "model":
+                curves[condition] = (target, impostor)
+        target, impostor = np.concatenate(pooled_target), np.concatenate(pooled_impostor)
+        per_condition["pooled"] = {"eer": round(eer(target, impostor), 4), "min_dcf": round(min_dcf(target, impostor), 4),
+                                   **rates_at(target, impostor, args.threshold)}
+        results["trials"][who] = per_condition
+        _LOG.info("%s trials: %s", who, json.dumps(per_condition["pooled"]))
+    results["streams"], found = evaluate_streams(embedder, enroll, build_streams(heard, args.seed, conditions), args)
+    return results, curves, found
+
+
+def evaluate_streams(embedder: Embedder, enroll: dict[str, np.ndarray], streams: list, args: argparse.Namespace,
+                     ) -> tuple[dict, list[str]]:
+    """Every stream through `scan` with a bank of all held-out voices; scores per condition and overall."""
+    from voicewatch.config import Config
+    from voicewatch.scan import scan, segments
+    from voicewatch.training.streams import RATE
+
+    bank = SpeakerBank(embedder.model_id, embedder.dim, default_threshold=args.threshold)
+    for name, windows in enroll.items():
+        bank.enroll(name, embedder.embed(torch.from_numpy(windows), RATE))
+    counts: dict[str, list[dict[str, float]]] = {}
+    found_lines: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="voicewatch-eval-") as folder:
+        for stream in streams:
+            path = Path(folder) / f"{stream.name}.wav"
+            soundfile.write(str(path), stream.audio, RATE, subtype="FLOAT")
+            found = segments(scan([path], [stream.name.replace(".", "_")], embedder, bank, Config()))
+            for speaker in bank.names:
+                spans = [(s.start, s.end) for s in found if s.speaker == speaker]
+                truth = [(t.start, t.end) for t in stream.turns if t.speaker == speaker]
+                counts.setdefault(stream.condition, []).append(segment_counts(spans, truth, stream.seconds))
+                found_lines += rttm_lines(stream.name, speaker, spans)
+    results = {condition: segment_scores(c) for condition, c in counts.items()}
+    results["all"] = segment_scores([c for per in counts.values() for c in per])
+    results["hours"] = round(sum(s.seconds for s in streams) / 3600, 3)
+    _LOG.info("streams: %s", json.dumps(results["all"]))
+    return results, found_lines
+
+
+def evaluate_annotated(args: argparse.Namespace, embedder: Embedder) -> tuple[dict, list[str]]:
+    """Your recordings against your RTTM: each file's stem is its RTTM file id."""
+    from voicewatch.audiofile import read_audio
+    from voicewatch.config import Config
+    from voicewatch.scan import scan, segments
+
+    truth = read_rttm(args.rttm)
+    bank = SpeakerBank.load(args.bank)
+    counts, lines = [], []
+    for path in args.files:
+        stem = Path(path).stem
+        if stem not in truth:
+            raise ValueError(f"{path}: no file id {stem!r} in {args.rttm} (ids: {', '.join(sorted(truth))})")
+        samples, rate = read_audio(path)
+        found = segments(scan([path], [_stream_id(stem)], embedder, bank, Config()))
+        for speaker in bank.names:
+            spans = [(s.start, s.end) for s in found if s.speaker == speaker]
+            counts.append(segment_counts(spans, truth[stem].get(speaker, []), len(samples) / rate))
+            lines += rttm_lines(stem, speaker, spans)
+    return {"files": len(args.files), "speakers": bank.names, "streams": {"all": segment_scores(counts)}}, lines
+
+
+def _stream_id(stem: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in stem)[:64] or "file"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="*", metavar="FILE", help="recordings to score against --rttm")
+    parser.add_argument("--corpus", type=Path, help="corpus folder (python -m voicewatch.training.voices): "
+                                                    "window trials and validation streams of its held-out voices")
+    parser.add_argument("--rttm", type=Path, help="ground truth of FILEs (RTTM; file id = file name stem)")
+    parser.add_argument("--bank", type=Path, help="speaker bank to find in FILEs (with --rttm)")
+    parser.add_argument("--model", help="embedder checkpoint (default: the shipped model)")
+    parser.add_argument("--threshold", type=float, default=0.7, help="detection threshold fixed in advance (default 0.7)")
+    parser.add_argument("--conditions", default="clean,music,noise,phone,mp2",
+                        help="broadcast conditions of trials and streams (default: all)")
+    parser.add_argument("--peer", choices=("resemblyzer",), help="also score the trials with this peer model")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--out", type=Path, help="write the JSON results here too")
+    parser.add_argument("--det", type=Path, help="DET curves per condition as PNG (needs matplotlib)")
+    parser.add_argument("--rttm-out", type=Path, help="everything found, as RTTM")
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.corpus is None) == (args.rttm is None):
+        raise ValueError("give --corpus DIR, or --rttm TRUTH --bank BANK FILE…")
+    if args.rttm is not None and (args.bank is None or not args.files):
+        raise ValueError("--rttm needs --bank and at least one FILE")
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    embedder = Embedder.load(args.model, device="cpu")
+    curves: dict = {}
+    if args.corpus is not None:
+        results, curves, lines = evaluate_corpus(args, embedder)
+    else:
+        results, lines = evaluate_annotated(args, embedder)
+    results["model"] = {"id": embedder.model_id, "path": args.model or "shipped"}
+    if args.det is not None and curves:
+        det_png(args.det, curves)
+    if args.rttm_out is not None:
+        args.rttm_out.write_text("".join(line + "\n" for line in lines))
+    text = json.dumps(results)
+    if args.out is not None:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(text)
+    return 0

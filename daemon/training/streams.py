@@ -1,0 +1,159 @@
+"""Broadcast-like validation streams with ground truth, from the corpus' held-out voices.
+
+Each stream has one target voice taking turns with the other held-out voices, with short stretches
+of music alone and of silence between turns, under one broadcast condition applied to the whole
+stream: clean, a music bed or noise under everything (10 dB below the speech), the telephone band,
+or MP2 coding at 64 kb/s. The target is enrolled from its own clips that never occur in a stream.
+Everything is drawn from a fixed seed, so every run of `voicewatch eval` scores the same streams.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fractions
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from voicewatch.enrollment import Clip, load_clip
+from voicewatch.training.augment import _at_snr, music_bed, noise_bed, telephone
+
+RATE = 22050
+CONDITIONS = ("clean", "music", "noise", "phone", "mp2")
+BED_SNR_DB = 10.0
+MP2_BITRATE = 64000
+
+
+@dataclasses.dataclass(frozen=True)
+class Turn:
+    speaker: str
+    """A corpus speaker, or `~music` / `~silence`."""
+    start: float
+    end: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+    name: str
+    target: str
+    condition: str
+    audio: np.ndarray
+    """Mono float32 at RATE."""
+    turns: list[Turn]
+
+    @property
+    def truth(self) -> list[tuple[float, float]]:
+        """Where the target speaks."""
+        return [(t.start, t.end) for t in self.turns if t.speaker == self.target]
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / RATE
+
+
+def validation_voices(corpus: Path) -> dict[str, list[Path]]:
+    """The held-out (validation) human voices and their clip files."""
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    return {e["speaker"]: [corpus / f for f in e["files"]] for e in manifest["speakers"]
+            if e["split"] != "train" and e["kind"] == "human"}
+
+
+def split_clips(voices: dict[str, list[Path]], seed: int) -> tuple[dict[str, list[Clip]], dict[str, list[Clip]]]:
+    """(enrollment clips, stream clips) per voice: every third clip enrolls, the rest is heard in streams."""
+    rng = np.random.default_rng(seed)
+    enroll, heard = {}, {}
+    for speaker, files in sorted(voices.items()):
+        clips = [load_clip(path, RATE) for path in files]
+        clips = [clips[i] for i in rng.permutation(len(clips))]
+        enroll[speaker] = clips[::3]
+        heard[speaker] = [c for i, c in enumerate(clips) if i % 3]
+    return enroll, heard
+
+
+def build_streams(heard: dict[str, list[Clip]], seed: int, conditions: tuple[str, ...] = CONDITIONS,
+                  turns: int = 12) -> list[Stream]:
+    """One stream per (target voice, condition)."""
+    streams = []
+    for index, target in enumerate(sorted(heard)):
+        others = [s for s in sorted(heard) if s != target]
+        for condition in conditions:
+            rng = np.random.default_rng([seed, index, CONDITIONS.index(condition)])
+            audio, layout = _layout(heard, target, others, turns, rng)
+            streams.append(Stream(f"{target}.{condition}", target, condition, apply_condition(audio, condition, rng),
+                                  layout))
+    return streams
+
+
+def _layout(heard: dict[str, list[Clip]], target: str, others: list[str], turns: int,
+            rng: np.random.Generator) -> tuple[np.ndarray, list[Turn]]:
+    pieces, layout, t = [], [], 0.0
+    for turn in range(turns):
+        speaker = target if turn % 2 == 0 else others[int(rng.integers(len(others)))]
+        piece = _speech(heard[speaker], rng.uniform(4.0, 10.0), rng)
+        layout.append(Turn(speaker, round(t, 3), round(t + len(piece) / RATE, 3)))
+        pieces.append(piece)
+        t += len(piece) / RATE
+        gap = rng.choice(["~music", "~silence", None], p=[0.3, 0.3, 0.4])
+        if gap is not None:
+            seconds = rng.uniform(1.0, 3.0)
+            filler = (music_bed(int(seconds * RATE), RATE, rng) * 0.05 if gap == "~music"
+                      else np.zeros(int(seconds * RATE), dtype=np.float32))
+            layout.append(Turn(str(gap), round(t, 3), round(t + seconds, 3)))
+            pieces.append(filler.astype(np.float32))
+            t += len(filler) / RATE
+    audio = np.concatenate(pieces)
+    return audio + rng.standard_normal(len(audio)).astype(np.float32) * 0.001, layout
+
+
+def _speech(clips: list[Clip], seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """Random clips of one voice with short pauses, about `seconds` long, at a broadcast level."""
+    pieces, total = [], 0
+    while total < seconds * RATE:
+        clip = clips[int(rng.integers(len(clips)))].samples
+        pause = np.zeros(int(rng.uniform(0.08, 0.25) * RATE), dtype=np.float32)
+        pieces += [clip, pause]
+        total += len(clip) + len(pause)
+    joined = np.concatenate(pieces)[: int(seconds * RATE)]
+    return (joined * (0.25 / (np.abs(joined).max() + 1e-9))).astype(np.float32)
+
+
+def apply_condition(audio: np.ndarray, condition: str, rng: np.random.Generator) -> np.ndarray:
+    if condition == "clean":
+        return audio
+    if condition == "music":
+        return _at_snr(audio, music_bed(len(audio), RATE, rng), BED_SNR_DB).astype(np.float32)
+    if condition == "noise":
+        return _at_snr(audio, noise_bed(len(audio), rng), BED_SNR_DB).astype(np.float32)
+    if condition == "phone":
+        return telephone(audio, RATE).astype(np.float32)
+    if condition == "mp2":
+        return mp2_roundtrip(audio, RATE, MP2_BITRATE)
+    raise ValueError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}")
+
+
+def mp2_roundtrip(audio: np.ndarray, rate: int, bitrate: int) -> np.ndarray:
+    """Encode to MPEG-1/2 Layer II with FFmpeg (PyAV) and decode back, aligned to the input."""
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp2") as container:
+        stream = container.add_stream("mp2", rate=rate, layout="mono")
+        stream.bit_rate = bitrate
+        frame = av.AudioFrame.from_ndarray(np.clip(audio, -1, 1)[None].astype(np.float32), format="flt", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, 0, fractions.Fraction(1, rate)
+        for resampled in av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=rate).resample(frame):
+            for packet in stream.encode(resampled):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    buffer.seek(0)
+    with av.open(buffer, "r") as container:
+        decoded = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+    if np.issubdtype(decoded.dtype, np.integer):
+        decoded = decoded.astype(np.float32) / 32768
+    probe = min(len(audio), rate)
+    delay = int(np.argmax(np.correlate(decoded[: probe + 4096], audio[:probe], mode="valid")))
+    out = decoded[delay: delay + len(audio)]
+    return np.pad(out, (0, len(audio) - len(out))).astype(np.float32)

@@ -1,0 +1,115 @@
+"""`voicewatch eval`: error rates that mean what they say, segment scoring against ground truth,
+RTTM in and out, and the whole command on a small corpus and on the shipped demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from daemon_harness import run_cli
+from voicewatch.shipped import DEMO_BANK, DEMO_RECORDING, DEMO_TRUTH
+from voicewatch.training.evaluate import eer, min_dcf, read_rttm, rttm_lines, segment_counts, segment_scores
+
+
+def test_eer_is_one_half_for_chance_and_zero_for_separable_scores() -> None:
+    rng = np.random.default_rng(0)
+    same = rng.normal(size=20000)
+    assert eer(same[:10000], same[10000:]) == pytest.approx(0.5, abs=0.02)
+    assert eer(rng.normal(3, 0.1, 500), rng.normal(0, 0.1, 5000)) == 0.0
+    assert eer(rng.normal(1, 1, 20000), rng.normal(0, 1, 20000)) == pytest.approx(0.3085, abs=0.01)  # Φ(−0.5)
+
+
+def test_min_dcf_is_zero_when_separable_and_at_most_one_otherwise() -> None:
+    rng = np.random.default_rng(1)
+    assert min_dcf(rng.normal(3, 0.1, 500), rng.normal(0, 0.1, 5000)) == 0.0
+    chance = rng.normal(size=4000)
+    assert 0.9 <= min_dcf(chance[:2000], chance[2000:]) <= 1.0  # never better than rejecting everything
+
+
+def test_segments_are_scored_on_speaking_time_and_false_alarms_counted() -> None:
+    truth = [(10.0, 20.0), (40.0, 50.0)]
+    found = [(12.0, 22.0), (60.0, 61.0)]  # 8 s right, 2 s over, 1 s false alarm; misses 2 s + 10 s
+    counts = segment_counts(found, truth, seconds=3600.0)
+    assert counts["tp_s"] == pytest.approx(8.0) and counts["fp_s"] == pytest.approx(3.0)
+    assert counts["fn_s"] == pytest.approx(12.0) and counts["false_alarms"] == 1
+    scores = segment_scores([counts])
+    assert scores["precision"] == pytest.approx(8 / 11, abs=1e-4) and scores["recall"] == pytest.approx(0.4)
+    assert scores["false_alarms_per_hour"] == 1.0
+    assert segment_scores([segment_counts(truth, truth, 100.0)])["f1"] == 1.0
+
+
+def test_rttm_round_trips_and_bad_lines_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "truth.rttm"
+    path.write_text("\n".join(rttm_lines("ch3", "alice", [(1.5, 4.0), (9.0, 12.25)]) + rttm_lines("ch3", "bob", [(4.0, 9.0)]))
+                    + "\n")
+    assert read_rttm(path) == {"ch3": {"alice": [(1.5, 4.0), (9.0, 12.25)], "bob": [(4.0, 9.0)]}}
+    path.write_text("SPEAKER ch3 1 one 2.0 <NA> <NA> alice <NA> <NA>\n")
+    with pytest.raises(ValueError, match="truth.rttm:1"):
+        read_rttm(path)
+
+
+def test_the_shipped_demo_scored_against_its_rttm_finds_alice(tmp_path: Path) -> None:
+    truth = json.loads(DEMO_TRUTH.read_text())["speaker_segments"]
+    rttm = tmp_path / "demo.rttm"
+    rttm.write_text("".join(line + "\n" for s in truth for line in rttm_lines("demo", s["speaker"], [(s["start"], s["end"])])))
+    found = tmp_path / "found.rttm"
+    result = run_cli("eval", "--rttm", str(rttm), "--bank", str(DEMO_BANK), str(DEMO_RECORDING), "--rttm-out", str(found),
+                     timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["streams"]["all"]["f1"] >= 0.9
+    assert read_rttm(found)["demo"]["alice"]
+
+
+def synthetic_voice(f0: float, formants: tuple[float, float], seconds: float, seed: int) -> np.ndarray:
+    """Source-filter 'syllables': a pulse train at about f0 through two resonances, with pauses."""
+    rate, rng = 22050, np.random.default_rng(seed)
+    out = []
+    for _ in range(int(seconds / 0.5)):
+        n = int(rate * rng.uniform(0.25, 0.4))
+        pitch = f0 * rng.uniform(0.9, 1.1)
+        t = np.arange(n) / rate
+        source = np.sign(np.sin(2 * np.pi * pitch * t)) * 0.1 + rng.normal(0, 0.01, n)
+        shaped = sum(np.convolve(source, np.exp(-t[:200] * 600) * np.sin(2 * np.pi * f * rng.uniform(0.9, 1.1) * t[:200]),
+                                 mode="same") for f in formants)
+        out += [shaped * np.hanning(n), np.zeros(int(rate * rng.uniform(0.05, 0.15)))]
+    audio = np.concatenate(out)
+    return (audio / np.abs(audio).max() * 0.3).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus")
+    speakers = []
+    for index, (name, f0, formants) in enumerate([("low", 95.0, (500.0, 1500.0)), ("mid", 160.0, (700.0, 1100.0)),
+                                                  ("high", 240.0, (400.0, 2300.0))]):
+        files = []
+        for clip in range(9):
+            path = folder / f"{name}-{clip}.flac"
+            soundfile.write(str(path), synthetic_voice(f0, formants, 4.0, seed=index * 100 + clip), 22050)
+            files.append(path.name)
+        speakers.append({"speaker": name, "split": "val", "kind": "human", "files": files})
+    (folder / "manifest.json").write_text(json.dumps({"rate": 22050, "speakers": speakers}))
+    return folder
+
+
+def test_eval_on_a_corpus_writes_json_det_png_and_rttm(corpus: Path, tmp_path: Path) -> None:
+    out, det, found = tmp_path / "eval.json", tmp_path / "det.png", tmp_path / "found.rttm"
+    result = run_cli("eval", "--corpus", str(corpus), "--conditions", "clean,mp2", "--out", str(out), "--det", str(det),
+                     "--rttm-out", str(found), timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report == json.loads(result.stdout)
+    assert set(report["trials"]["model"]) == {"clean", "mp2", "pooled"}
+    assert 0.0 <= report["trials"]["model"]["pooled"]["eer"] <= 0.5
+    assert set(report["streams"]) >= {"clean", "mp2", "all", "hours"} and report["streams"]["hours"] > 0
+    assert det.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(read_rttm(found)) <= {f"{v}.{c}" for v in ("low", "mid", "high") for c in ("clean", "mp2")}
+
+
+def test_eval_needs_one_kind_of_input() -> None:
+    result = run_cli("eval", timeout=120)
+    assert result.returncode == 2 and "give --corpus DIR, or --rttm TRUTH --bank BANK FILE" in result.stderr
