@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
-import torchaudio
 import zmq
 
 from voicewatch.bank import SpeakerBank
@@ -91,7 +90,7 @@ def peer_ratio(embedder: Embedder, args: argparse.Namespace) -> float | None:
     try:
         windows = torch.from_numpy(test_signal(2.0 * PEER_WINDOWS)[:, 0].copy()).reshape(PEER_WINDOWS, -1)
         ours = _windows_per_s(lambda: embedder.embed(windows, RATE))
-        theirs = _windows_per_s(lambda: peer.embed(torchaudio.functional.resample(windows, RATE, peer.sample_rate)))
+        theirs = _windows_per_s(lambda: peer.embed(windows, RATE))
     finally:
         torch.set_num_threads(os.cpu_count() or 1)
     _log(args, f"embedding 2 s windows on one thread: {ours:.0f}/s here, {theirs:.0f}/s with {peer.name}")

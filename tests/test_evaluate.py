@@ -4,11 +4,14 @@ RTTM in and out, and the whole command on a small corpus and on the shipped demo
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from daemon_harness import run_cli
 from voicewatch.shipped import DEMO_BANK, DEMO_RECORDING, DEMO_TRUTH
@@ -113,3 +116,26 @@ def test_eval_on_a_corpus_writes_json_det_png_and_rttm(corpus: Path, tmp_path: P
 def test_eval_needs_one_kind_of_input() -> None:
     result = run_cli("eval", timeout=120)
     assert result.returncode == 2 and "give --corpus DIR, or --rttm TRUTH --bank BANK FILE" in result.stderr
+
+
+def test_a_missing_peer_or_corpus_is_a_clear_error(corpus: Path, tmp_path: Path) -> None:
+    code = "import sys; sys.modules['resemblyzer'] = None; from voicewatch.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", code, "eval", "--corpus", str(corpus), "--peer", "resemblyzer"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "pip install 'voicewatch[peer]'" in result.stderr
+    nowhere = run_cli("eval", "--corpus", str(tmp_path), timeout=120)
+    assert nowhere.returncode == 2 and "not a corpus folder" in nowhere.stderr and "Traceback" not in nowhere.stderr
+
+
+def test_the_batched_resemblyzer_peer_embeds_as_resemblyzer_does() -> None:
+    resemblyzer = pytest.importorskip("resemblyzer", reason="the optional peer extra is not installed")
+    from resemblyzer.audio import normalize_volume
+
+    from voicewatch.peer import load_peer
+
+    audio, rate = soundfile.read(str(DEMO_RECORDING), dtype="float32")
+    windows = np.stack([audio[i * rate:(i + 2) * rate] for i in range(5, 9)])
+    ours = load_peer("resemblyzer").embed(torch.from_numpy(windows), rate).numpy()
+    encoder = resemblyzer.VoiceEncoder("cpu", verbose=False)
+    theirs = np.stack([encoder.embed_utterance(normalize_volume(w, -30, increase_only=True)) for w in windows])
+    assert (ours * theirs).sum(axis=1).min() > 0.9999

@@ -216,15 +216,15 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
     voices = validation_voices(args.corpus)
     if len(voices) < 2:
         raise ValueError(f"{args.corpus}: fewer than two held-out voices in manifest.json")
-    enroll_clips, heard = split_clips(voices, args.seed)
-    enroll = {name: enrollment_windows(clips, RATE) for name, clips in enroll_clips.items()}
-    tests = {name: enrollment_windows(clips, RATE)[:TEST_WINDOWS] for name, clips in heard.items()}
     embedders = {"model": _embedder_function(embedder, RATE)}
     if args.peer:
         from voicewatch.peer import load_peer
 
-        peer = load_peer(args.peer)
+        peer = load_peer(args.peer)  # before any work: a missing peer is a quick, clear error
         embedders[peer.name] = lambda w: peer.embed(torch.from_numpy(w), RATE)
+    enroll_clips, heard = split_clips(voices, args.seed)
+    enroll = {name: enrollment_windows(clips, RATE) for name, clips in enroll_clips.items()}
+    tests = {name: enrollment_windows(clips, RATE)[:TEST_WINDOWS] for name, clips in heard.items()}
     results: dict = {"voices": sorted(voices), "threshold": args.threshold, "trials": {}, "streams": {}}
     curves = {}
     for who, embed in embedders.items():

@@ -55,7 +55,10 @@ class Stream:
 
 def validation_voices(corpus: Path) -> dict[str, list[Path]]:
     """The held-out (validation) human voices and their clip files."""
-    manifest = json.loads((corpus / "manifest.json").read_text())
+    try:
+        manifest = json.loads((corpus / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{corpus}: not a corpus folder (python -m voicewatch.training.voices makes one): {exc}") from None
     return {e["speaker"]: [corpus / f for f in e["files"]] for e in manifest["speakers"]
             if e["split"] != "train" and e["kind"] == "human"}
 
