@@ -14,7 +14,7 @@ import torch
 
 from daemon_harness import run_cli
 from voicewatch.cli import build_parser
-from voicewatch.shipped import DEMO_ENROLL
+from voicewatch.shipped import DEMO_ENROLL, DEMO_RECORDING
 
 COMMANDS = ["run", "scan", "replay", "tail", "enroll", "speakers", "status", "keys", "export", "bench", "demo", "source",
             "source-config", "train", "eval"]
@@ -66,6 +66,33 @@ def test_enroll_refuses_a_silent_clip(tmp_path: Path) -> None:
     result = run_cli("enroll", "alice", str(silent), "--bank", str(tmp_path / "b.safetensors"))
     assert result.returncode == 2 and "no speech" in result.stderr
     assert not (tmp_path / "b.safetensors").exists()
+
+
+def test_enroll_refuses_a_clip_that_is_mostly_silence(tmp_path: Path) -> None:
+    speech, rate = soundfile.read(clips()[0], dtype="float32")
+    padded = tmp_path / "mostly-silence.wav"
+    soundfile.write(str(padded), np.concatenate([np.zeros(rate * 40, np.float32), speech[: rate * 4]]), rate)
+    result = run_cli("enroll", "alice", *clips(), str(padded), "--bank", str(tmp_path / "b.safetensors"))
+    assert result.returncode == 2 and "mostly-silence.wav: mostly silence" in result.stderr
+    assert not (tmp_path / "b.safetensors").exists()
+
+
+def demo_cut(tmp_path: Path, speaker: str, start: float, end: float) -> str:
+    audio, rate = soundfile.read(str(DEMO_RECORDING), dtype="float32")
+    path = tmp_path / f"{speaker}-{start:g}.flac"
+    soundfile.write(str(path), audio[int(start * rate):int(end * rate)], rate)
+    return str(path)
+
+
+def test_enroll_warns_when_a_clip_sounds_like_someone_else(tmp_path: Path) -> None:
+    alice = [demo_cut(tmp_path, "alice", a, b) for a, b in ((1.0, 15.0), (40.0, 52.0), (68.0, 78.0))]
+    alone = run_cli("enroll", "alice", *alice, "--bank", str(tmp_path / "a.safetensors"))
+    assert alone.returncode == 0 and "someone else" not in alone.stderr, alone.stderr
+    bob = demo_cut(tmp_path, "bob", 28.0, 40.0)
+    mixed = run_cli("enroll", "alice", *alice, bob, "--bank", str(tmp_path / "b.safetensors"))
+    assert mixed.returncode == 0  # a warning: the user decides
+    warnings = [line for line in mixed.stderr.splitlines() if "sounds like someone else" in line]
+    assert len(warnings) == 1 and "bob-28.flac" in warnings[0]
 
 
 def test_enroll_refuses_too_little_speech(tmp_path: Path) -> None:
