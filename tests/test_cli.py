@@ -17,7 +17,7 @@ from voicewatch.cli import build_parser
 from voicewatch.shipped import DEMO_ENROLL, DEMO_RECORDING
 
 COMMANDS = ["run", "scan", "replay", "tail", "enroll", "speakers", "status", "keys", "export", "bench", "demo", "source",
-            "source-config", "train", "eval"]
+            "source-config", "train", "pretrain", "eval"]
 
 
 def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:

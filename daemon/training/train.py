@@ -150,6 +150,14 @@ def train(args: argparse.Namespace) -> dict:
     data = build_windows(args.corpus, "train", settings, args.copies, args.seed, speeds=(1.0, 0.88, 1.12))
     val = build_windows(args.corpus, "val", settings, 2, args.seed + 1)
     net = EmbedderNet(settings.n_mels, architecture)
+    if args.init is not None:
+        from voicewatch.training.pretrain import load_encoder
+
+        try:
+            net.load_state_dict(load_encoder(args.init), strict=False)
+        except RuntimeError as exc:  # shapes of another architecture
+            raise ValueError(f"{args.init} does not fit --channels {args.channels}: {exc}") from None
+        _LOG.info("conv blocks initialised from %s", args.init)
     optimiser = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=1e-5)
     start_step, log = 0, []
     checkpoint = Path(str(args.out) + ".train.pt")
@@ -201,7 +209,8 @@ def train(args: argparse.Namespace) -> dict:
     embedder = Embedder(net, settings)
     result = {"steps": args.steps, "seed": args.seed, "train_speakers": len(data.speakers),
               "val_speakers": len(val.speakers), "val_eer": log[-1]["val_eer"] if log else None,
-              "architecture": dataclasses.asdict(architecture), "mine_outside": args.mine_outside, "mining": args.mining}
+              "architecture": dataclasses.asdict(architecture), "mine_outside": args.mine_outside, "mining": args.mining,
+              "init": str(args.init) if args.init else None}
     embedder.save(args.out, extra=result)
     Path(str(args.out) + ".log.json").write_text(json.dumps({"result": result, "log": log}, indent=1))
     return result
@@ -213,6 +222,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--resume", action="store_true", help="continue from OUT.train.pt")
+    parser.add_argument("--init", type=Path, help="start the conv blocks from `voicewatch pretrain` weights")
     parser.add_argument("--channels", default="128,128,128", help="Conv1d widths, one per block")
     parser.add_argument("--kernel-size", type=int, default=3)
     parser.add_argument("--embedding-dim", type=int, default=64)
