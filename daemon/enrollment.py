@@ -40,6 +40,8 @@ class Clip:
     samples: np.ndarray
     """Mono float32 at the model rate, leading/trailing silence trimmed."""
     speech_s: float
+    speech_share: float = 1.0
+    """Share of the untrimmed clip's 30 ms frames that are speech."""
 
 
 def speech_mask(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -61,13 +63,11 @@ def load_clip(path: str | os.PathLike[str], rate: int) -> Clip:
     mask = speech_mask(mono, rate)
     if not mask.any():
         raise EnrollmentError(f"{path}: no speech found (silent or nearly silent clip)")
-    if mask.mean() < MIN_SPEECH_SHARE:
-        raise EnrollmentError(f"{path}: mostly silence ({100 * mask.mean():.0f} % of it is speech, at least "
-                              f"{100 * MIN_SPEECH_SHARE:.0f} % is needed); cut the clip to where the person speaks")
     size = round(FRAME_S * rate)
     first, last = np.flatnonzero(mask)[[0, -1]]
     trimmed = mono[first * size : (last + 1) * size]
-    return Clip(str(path), np.ascontiguousarray(trimmed, dtype=np.float32), float(mask.sum() * FRAME_S))
+    return Clip(str(path), np.ascontiguousarray(trimmed, dtype=np.float32), float(mask.sum() * FRAME_S),
+                float(mask.mean()))
 
 
 def enrollment_windows(clips: Sequence[Clip], rate: int, length_s: float = 2.0, hop_s: float = 1.0) -> np.ndarray:
@@ -87,6 +87,10 @@ def embed_clips(embedder: Embedder, paths: Sequence[str | os.PathLike[str]], min
         raise EnrollmentError("no clips given")
     rate = embedder.settings.sample_rate
     clips = [load_clip(path, rate) for path in paths]
+    for clip in clips:
+        if clip.speech_share < MIN_SPEECH_SHARE:
+            raise EnrollmentError(f"{clip.path}: mostly silence ({100 * clip.speech_share:.0f} % of it is speech, at "
+                                  f"least {100 * MIN_SPEECH_SHARE:.0f} % is needed); cut it to where the person speaks")
     speech = sum(clip.speech_s for clip in clips)
     if speech < min_speech_s:
         raise EnrollmentError(
