@@ -251,7 +251,6 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
 def evaluate_streams(embedder: Embedder, enroll: dict[str, np.ndarray], streams: list, args: argparse.Namespace,
                      ) -> tuple[dict, list[str]]:
     """Every stream through `scan` with a bank of all held-out voices; scores per condition and overall."""
-    from voicewatch.config import Config
     from voicewatch.scan import scan, segments
     from voicewatch.training.streams import RATE
 
@@ -264,7 +263,7 @@ def evaluate_streams(embedder: Embedder, enroll: dict[str, np.ndarray], streams:
         for stream in streams:
             path = Path(folder) / f"{stream.name}.wav"
             soundfile.write(str(path), stream.audio, RATE, subtype="FLOAT")
-            found = segments(scan([path], [stream.name.replace(".", "_")], embedder, bank, Config()))
+            found = segments(scan([path], [stream.name.replace(".", "_")], embedder, bank, _config(args)))
             for speaker in bank.names:
                 spans = [(s.start, s.end) for s in found if s.speaker == speaker]
                 truth = [(t.start, t.end) for t in stream.turns if t.speaker == speaker]
@@ -280,7 +279,6 @@ def evaluate_streams(embedder: Embedder, enroll: dict[str, np.ndarray], streams:
 def evaluate_annotated(args: argparse.Namespace, embedder: Embedder) -> tuple[dict, list[str]]:
     """Your recordings against your RTTM: each file's stem is its RTTM file id."""
     from voicewatch.audiofile import read_audio
-    from voicewatch.config import Config
     from voicewatch.scan import scan, segments
 
     truth = read_rttm(args.rttm)
@@ -291,12 +289,19 @@ def evaluate_annotated(args: argparse.Namespace, embedder: Embedder) -> tuple[di
         if stem not in truth:
             raise ValueError(f"{path}: no file id {stem!r} in {args.rttm} (ids: {', '.join(sorted(truth))})")
         samples, rate = read_audio(path)
-        found = segments(scan([path], [_stream_id(stem)], embedder, bank, Config()))
+        found = segments(scan([path], [_stream_id(stem)], embedder, bank, _config(args)))
         for speaker in bank.names:
             spans = [(s.start, s.end) for s in found if s.speaker == speaker]
             counts.append(segment_counts(spans, truth[stem].get(speaker, []), len(samples) / rate))
             lines += rttm_lines(stem, speaker, spans)
     return {"files": len(args.files), "speakers": bank.names, "streams": {"all": segment_scores(counts)}}, lines
+
+
+def _config(args: argparse.Namespace):  # noqa: ANN202 - voicewatch.config.Config, imported lazily
+    """Windows and detector settings: the deployment's config file, else the defaults."""
+    from voicewatch.config import load_config
+
+    return load_config(args.config)
 
 
 def _stream_id(stem: str) -> str:
@@ -310,6 +315,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rttm", type=Path, help="ground truth of FILEs (RTTM; file id = file name stem)")
     parser.add_argument("--bank", type=Path, help="speaker bank to find in FILEs (with --rttm)")
     parser.add_argument("--model", help="embedder checkpoint (default: the shipped model)")
+    parser.add_argument("-c", "--config", help="YAML config whose windows and detector settings the streams use")
     parser.add_argument("--threshold", type=float, default=0.7, help="detection threshold fixed in advance (default 0.7)")
     parser.add_argument("--conditions", default="clean,music,noise,phone,mp2",
                         help="broadcast conditions of trials and streams (default: all)")
