@@ -14,6 +14,7 @@ import soundfile
 import torch
 
 from daemon_harness import run_cli
+from synthetic_voices import VOICES, synthetic_corpus
 from voicewatch.shipped import DEMO_BANK, DEMO_RECORDING, DEMO_TRUTH
 from voicewatch.training.evaluate import eer, min_dcf, read_rttm, rttm_lines, segment_counts, segment_scores
 
@@ -67,36 +68,9 @@ def test_the_shipped_demo_scored_against_its_rttm_finds_alice(tmp_path: Path) ->
     assert read_rttm(found)["demo"]["alice"]
 
 
-def synthetic_voice(f0: float, formants: tuple[float, float], seconds: float, seed: int) -> np.ndarray:
-    """Source-filter 'syllables': a pulse train at about f0 through two resonances, with pauses."""
-    rate, rng = 22050, np.random.default_rng(seed)
-    out = []
-    for _ in range(int(seconds / 0.5)):
-        n = int(rate * rng.uniform(0.25, 0.4))
-        pitch = f0 * rng.uniform(0.9, 1.1)
-        t = np.arange(n) / rate
-        source = np.sign(np.sin(2 * np.pi * pitch * t)) * 0.1 + rng.normal(0, 0.01, n)
-        shaped = sum(np.convolve(source, np.exp(-t[:200] * 600) * np.sin(2 * np.pi * f * rng.uniform(0.9, 1.1) * t[:200]),
-                                 mode="same") for f in formants)
-        out += [shaped * np.hanning(n), np.zeros(int(rate * rng.uniform(0.05, 0.15)))]
-    audio = np.concatenate(out)
-    return (audio / np.abs(audio).max() * 0.3).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("corpus")
-    speakers = []
-    for index, (name, f0, formants) in enumerate([("low", 95.0, (500.0, 1500.0)), ("mid", 160.0, (700.0, 1100.0)),
-                                                  ("high", 240.0, (400.0, 2300.0))]):
-        files = []
-        for clip in range(9):
-            path = folder / f"{name}-{clip}.flac"
-            soundfile.write(str(path), synthetic_voice(f0, formants, 4.0, seed=index * 100 + clip), 22050)
-            files.append(path.name)
-        speakers.append({"speaker": name, "split": "val", "kind": "human", "files": files})
-    (folder / "manifest.json").write_text(json.dumps({"rate": 22050, "speakers": speakers}))
-    return folder
+    return synthetic_corpus(tmp_path_factory.mktemp("corpus"), {"val": VOICES[:3]})
 
 
 def test_eval_on_a_corpus_writes_json_det_png_and_rttm(corpus: Path, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from voicewatch.enrollment import enrollment_windows, load_clip
 from voicewatch.features import FeatureExtractor, FeatureSettings
 from voicewatch.training.augment import augment, music_bed, noise_bed
 from voicewatch.training.evaluate import window_trials_eer
+from voicewatch.training.memory import Memory
 
 _LOG = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ def train(args: argparse.Namespace) -> dict:
         _LOG.info("resumed at step %d", start_step)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=args.steps, last_epoch=start_step - 1)
     pool = pool_labels = None
+    memory = Memory(args.memory, architecture.embedding_dim, torch.Generator().manual_seed(args.seed)) if args.memory else None
     started = time.monotonic()
     for step in range(start_step, args.steps):
         if step % args.pool_every == 0:
@@ -192,9 +194,13 @@ def train(args: argparse.Namespace) -> dict:
             positive_index = sims.detach().masked_fill(~same | eye, 2.0).argmin(dim=1)
             outside = triplet_terms(embeddings, embeddings[positive_index], negatives, args.margin)
             loss = loss + outside.mean()
+        if memory is not None:
+            loss = loss + args.memory_weight * memory.loss(embeddings, labels, args.margin)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+        if memory is not None:
+            memory.update(embeddings, labels)
         schedule.step()
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
             net.eval()
@@ -210,7 +216,7 @@ def train(args: argparse.Namespace) -> dict:
     result = {"steps": args.steps, "seed": args.seed, "train_speakers": len(data.speakers),
               "val_speakers": len(val.speakers), "val_eer": log[-1]["val_eer"] if log else None,
               "architecture": dataclasses.asdict(architecture), "mine_outside": args.mine_outside, "mining": args.mining,
-              "init": str(args.init) if args.init else None}
+              "init": str(args.init) if args.init else None, "memory": args.memory}
     embedder.save(args.out, extra=result)
     Path(str(args.out) + ".log.json").write_text(json.dumps({"result": result, "log": log}, indent=1))
     return result
@@ -237,6 +243,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="in-batch triplets: every violating one, or only the hardest per anchor")
     parser.add_argument("--no-mine-outside", dest="mine_outside", action="store_false",
                         help="in-batch mining only (for comparison)")
+    parser.add_argument("--memory", type=int, default=0, metavar="SLOTS",
+                        help="train against an external memory of this many keys (Kaiser et al. 2017); 0 = off")
+    parser.add_argument("--memory-weight", type=float, default=1.0, help="weight of the memory loss (default 1)")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--threads", type=int, default=2)
 

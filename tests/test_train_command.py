@@ -1,0 +1,33 @@
+"""`voicewatch pretrain` then `voicewatch train --init --memory`: the whole training path runs on a
+tiny corpus and writes a model the product loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from daemon_harness import run_cli
+from synthetic_voices import VOICES, synthetic_corpus
+from voicewatch.embedder import Embedder
+
+
+def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path) -> None:
+    corpus = synthetic_corpus(tmp_path / "corpus", {"train": VOICES[:3], "val": VOICES[3:]}, clips=4)
+    encoder = tmp_path / "ae.safetensors"
+    pre = run_cli("pretrain", "--corpus", str(corpus), "--out", str(encoder), "--steps", "3", "--batch", "8",
+                  "--channels", "32,32", "--log-every", "1", "--threads", "1", timeout=600)
+    assert pre.returncode == 0, pre.stderr
+    assert json.loads(pre.stdout)["steps"] == 3 and encoder.exists()
+    model = tmp_path / "model.safetensors"
+    trained = run_cli("train", "--corpus", str(corpus), "--out", str(model), "--init", str(encoder), "--memory", "64",
+                      "--channels", "32,32", "--steps", "4", "--batch-speakers", "3", "--batch-per-speaker", "2",
+                      "--copies", "1", "--pool", "32", "--pool-every", "2", "--eval-every", "2", "--threads", "1",
+                      timeout=600)
+    assert trained.returncode == 0, trained.stderr
+    result = json.loads(trained.stdout)
+    assert result["memory"] == 64 and result["init"] == str(encoder) and 0.0 <= result["val_eer"] <= 1.0
+    assert "conv blocks initialised from" in trained.stderr
+    assert Embedder.load(model, device="cpu").net.architecture.channels == (32, 32)
+    wrong = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "x.safetensors"), "--init", str(encoder),
+                    "--steps", "1", "--threads", "1", timeout=600)
+    assert wrong.returncode == 2 and "does not fit --channels 128,128,128" in wrong.stderr
