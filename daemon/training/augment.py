@@ -1,10 +1,20 @@
-"""Broadcast-condition augmentation of 2 s windows: noise and music beds, telephone band."""
+"""Broadcast-condition augmentation of 2 s windows: noise and music beds, telephone band, and MP2/AAC
+coding at broadcast bitrates (through FFmpeg with PyAV, the windows of a batch joined into one
+stream so the codec runs once per batch)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torchaudio
+
+from voicewatch.training.codecs import codec_roundtrip
+
+CODED_SHARE = 0.25
+"""Share of augmented windows that go through a broadcast codec."""
+CODEC_BITRATES = {"mp2": (32000, 64000, 96000), "aac": (16000, 24000, 48000)}
+"""Bitrates for mono at 22.05 kHz, down to where the codecs cut the top band (MP2 32 kb/s: above
+5.5 kHz; AAC 16 kb/s: above 4 kHz), as low-rate radio streams do."""
 
 
 def _at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -53,4 +63,10 @@ def augment(windows: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndar
     phone = rng.random(len(out)) < 0.3
     if phone.any():
         out[phone] = telephone(out[phone], rate)
+    coded = np.flatnonzero(rng.random(len(out)) < CODED_SHARE)
+    if len(coded):
+        codec = str(rng.choice(list(CODEC_BITRATES)))
+        bitrate = int(rng.choice(CODEC_BITRATES[codec]))
+        joined = codec_roundtrip(out[coded].reshape(-1), rate, codec, bitrate)
+        out[coded] = joined.reshape(len(coded), -1)
     return out.astype(np.float32)

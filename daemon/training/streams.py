@@ -10,8 +10,6 @@ Everything is drawn from a fixed seed, so every run of `voicewatch eval` scores 
 from __future__ import annotations
 
 import dataclasses
-import fractions
-import io
 import json
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 
 from voicewatch.enrollment import Clip, load_clip
 from voicewatch.training.augment import _at_snr, music_bed, noise_bed, telephone
+from voicewatch.training.codecs import codec_roundtrip
 
 RATE = 22050
 CONDITIONS = ("clean", "music", "noise", "phone", "mp2")
@@ -132,31 +131,5 @@ def apply_condition(audio: np.ndarray, condition: str, rng: np.random.Generator)
     if condition == "phone":
         return telephone(audio, RATE).astype(np.float32)
     if condition == "mp2":
-        return mp2_roundtrip(audio, RATE, MP2_BITRATE)
+        return codec_roundtrip(audio, RATE, "mp2", MP2_BITRATE)
     raise ValueError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}")
-
-
-def mp2_roundtrip(audio: np.ndarray, rate: int, bitrate: int) -> np.ndarray:
-    """Encode to MPEG-1/2 Layer II with FFmpeg (PyAV) and decode back, aligned to the input."""
-    import av
-
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp2") as container:
-        stream = container.add_stream("mp2", rate=rate, layout="mono")
-        stream.bit_rate = bitrate
-        frame = av.AudioFrame.from_ndarray(np.clip(audio, -1, 1)[None].astype(np.float32), format="flt", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = rate, 0, fractions.Fraction(1, rate)
-        for resampled in av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=rate).resample(frame):
-            for packet in stream.encode(resampled):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    buffer.seek(0)
-    with av.open(buffer, "r") as container:
-        decoded = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
-    if np.issubdtype(decoded.dtype, np.integer):
-        decoded = decoded.astype(np.float32) / 32768
-    probe = min(len(audio), rate)
-    delay = int(np.argmax(np.correlate(decoded[: probe + 4096], audio[:probe], mode="valid")))
-    out = decoded[delay: delay + len(audio)]
-    return np.pad(out, (0, len(audio) - len(out))).astype(np.float32)
