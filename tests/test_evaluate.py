@@ -15,8 +15,10 @@ import torch
 
 from daemon_harness import run_cli
 from synthetic_voices import VOICES, synthetic_corpus
+from voicewatch.bank import SpeakerBank
 from voicewatch.shipped import DEMO_BANK, DEMO_RECORDING, DEMO_TRUTH
 from voicewatch.training.evaluate import eer, min_dcf, read_rttm, rttm_lines, segment_counts, segment_scores
+from voicewatch.training.scorenorm import Cohort, as_norm, speaker_thresholds
 
 
 def test_eer_is_one_half_for_chance_and_zero_for_separable_scores() -> None:
@@ -32,6 +34,35 @@ def test_min_dcf_is_zero_when_separable_and_at_most_one_otherwise() -> None:
     assert min_dcf(rng.normal(3, 0.1, 500), rng.normal(0, 0.1, 5000)) == 0.0
     chance = rng.normal(size=4000)
     assert 0.9 <= min_dcf(chance[:2000], chance[2000:]) <= 1.0  # never better than rejecting everything
+
+
+def _voice(centre: torch.Tensor, spread: float, count: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.nn.functional.normalize(centre + spread * torch.randn(count, len(centre), generator=generator), dim=1)
+
+
+def test_as_norm_and_cohort_thresholds_undo_a_voice_that_draws_high_impostor_scores() -> None:
+    # "crowded" sits among many similar voices (a neighbour and most of the cohort): its impostors score
+    # above the targets of "lonely", a loose voice far from everyone, so no single raw threshold separates them.
+    generator = torch.Generator().manual_seed(0)
+    unit = lambda v: torch.nn.functional.normalize(v, dim=0)  # noqa: E731
+    base, lonely = unit(torch.randn(32, generator=generator)), unit(torch.randn(32, generator=generator))
+    crowd = [unit(base + 0.1 * torch.randn(32, generator=generator)) for _ in range(12)]
+    bank = SpeakerBank("test", 32)
+    bank.enroll("crowded", _voice(crowd[0], 0.05, 20, generator))
+    bank.enroll("lonely", _voice(lonely, 0.2, 20, generator))
+    tests = torch.cat([_voice(crowd[0], 0.05, 40, generator), _voice(lonely, 0.2, 40, generator),
+                       _voice(crowd[1], 0.05, 40, generator)])  # the last 40: the neighbour, enrolled nowhere
+    others = [unit(torch.randn(32, generator=generator)) for _ in range(10)]
+    cohort = Cohort.from_voices({f"c{i}": _voice(d, 0.05, 10, generator) for i, d in enumerate(crowd[2:] + others)})
+    scores = bank.score(tests).numpy()
+    is_target = np.zeros_like(scores, dtype=bool)
+    is_target[:40, 0] = is_target[40:80, 1] = True
+    assert eer(scores[is_target], scores[~is_target]) > 0.1
+    normalised = as_norm(scores, tests, bank, cohort, top_k=10)
+    assert eer(normalised[is_target], normalised[~is_target]) == 0.0
+    crowded, alone = speaker_thresholds(bank, cohort, 0.99)
+    assert crowded > alone + 0.3  # the crowded voice's threshold rises above its neighbours' scores
+    assert (scores[80:, 0] < crowded).mean() > 0.5 and (scores[40:80, 1] >= alone).all()
 
 
 def test_segments_are_scored_on_speaking_time_and_false_alarms_counted() -> None:
@@ -70,7 +101,7 @@ def test_the_shipped_demo_scored_against_its_rttm_finds_alice(tmp_path: Path) ->
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic_corpus(tmp_path_factory.mktemp("corpus"), {"val": VOICES[:3]})
+    return synthetic_corpus(tmp_path_factory.mktemp("corpus"), {"val": VOICES[:3], "train": VOICES[3:]})
 
 
 def test_eval_on_a_corpus_writes_json_det_png_and_rttm(corpus: Path, tmp_path: Path) -> None:
@@ -83,6 +114,9 @@ def test_eval_on_a_corpus_writes_json_det_png_and_rttm(corpus: Path, tmp_path: P
     assert set(report["trials"]["model"]) == {"clean", "mp2", "pooled"}
     assert 0.0 <= report["trials"]["model"]["pooled"]["eer"] <= 0.5
     assert set(report["streams"]) >= {"clean", "mp2", "all", "hours"} and report["streams"]["hours"] > 0
+    normalisation = report["score_normalisation"]["model"]  # the tiny corpus' training voices are the cohort
+    assert set(normalisation["as_norm"]) == set(normalisation["raw"]) == {"clean", "mp2", "pooled"}
+    assert set(normalisation["speaker_thresholds"]) == set(report["voices"])
     assert det.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(read_rttm(found)) <= {f"{v}.{c}" for v in ("low", "mid", "high") for c in ("clean", "mp2")}
 

@@ -14,13 +14,14 @@ Results as one JSON document; found segments as RTTM; DET curves as PNG.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ import torch
 from voicewatch.bank import SpeakerBank
 from voicewatch.embedder import Embedder
 from voicewatch.enrollment import enrollment_windows
+from voicewatch.training.scorenorm import Cohort, as_norm, speaker_thresholds
 
 _LOG = logging.getLogger(__name__)
 
@@ -81,33 +83,113 @@ def window_trials_eer(net: torch.nn.Module, features: torch.Tensor, labels: torc
 # ---------------------------------------------------------------- trials under broadcast conditions
 
 
-def condition_trials(embed: Callable[[np.ndarray], torch.Tensor], enroll: dict[str, np.ndarray],
-                     tests: dict[str, np.ndarray], condition: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(target, impostor) top-5 scores: every voice enrolled from its clean windows, every test window,
-    degraded by `condition`, scored against every voice with one product."""
+@dataclasses.dataclass(frozen=True)
+class ConditionScores:
+    """Every degraded test window of one condition scored against every enrolled voice."""
+
+    scores: np.ndarray
+    """[N, S] top-5 mean cosines."""
+    is_target: np.ndarray
+    """[N, S] True where the window's voice is the column's voice."""
+    tests: torch.Tensor
+    """[N, D] embeddings of the test windows (for the test side of AS-norm)."""
+
+    def trials(self, scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(target, impostor) of these or of other (e.g. normalised) scores of the same trials."""
+        scores = self.scores if scores is None else scores
+        return scores[self.is_target], scores[~self.is_target]
+
+
+def enrolled_bank(embed: Callable[[np.ndarray], torch.Tensor], enroll: dict[str, np.ndarray]) -> SpeakerBank:
+    """Every voice enrolled from its clean windows, in sorted name order (the score columns)."""
+    embedded = {name: embed(enroll[name]) for name in sorted(enroll)}
+    bank = SpeakerBank("eval", next(iter(embedded.values())).shape[1])
+    for name, windows in embedded.items():
+        bank.enroll(name, windows)
+    return bank
+
+
+def condition_scores(embed: Callable[[np.ndarray], torch.Tensor], bank: SpeakerBank, tests: dict[str, np.ndarray],
+                     condition: str, seed: int) -> ConditionScores:
+    """Every test window, degraded by `condition`, scored against every voice of `bank` with one product."""
     from voicewatch.training.streams import apply_condition
 
     rng = np.random.default_rng(seed)
-    names = sorted(enroll)
-    embedded = {name: embed(enroll[name]) for name in names}
-    bank = SpeakerBank("eval", next(iter(embedded.values())).shape[1])
-    for name in names:
-        bank.enroll(name, embedded[name])
     rows, labels = [], []
-    for column, name in enumerate(names):
+    for column, name in enumerate(bank.names):
         degraded = np.stack([apply_condition(w, condition, rng) for w in tests[name]]) if condition != "clean" \
             else tests[name]
         rows.append(embed(degraded.astype(np.float32)))
         labels += [column] * len(degraded)
-    scores = bank.score(torch.cat(rows)).numpy()
-    truth = np.zeros_like(scores, dtype=bool)
-    truth[np.arange(len(scores)), labels] = True
-    return scores[truth], scores[~truth]
+    embedded = torch.cat(rows)
+    scores = bank.score(embedded).numpy()
+    is_target = np.zeros_like(scores, dtype=bool)
+    is_target[np.arange(len(scores)), labels] = True
+    return ConditionScores(scores, is_target, embedded)
 
 
 def rates_at(target: np.ndarray, impostor: np.ndarray, threshold: float) -> dict[str, float]:
     """Miss and false-alarm rates of windows at a fixed threshold."""
     return {"miss": round(float(np.mean(target < threshold)), 4), "false_alarm": round(float(np.mean(impostor >= threshold)), 4)}
+
+
+def error_rates(target: np.ndarray, impostor: np.ndarray, threshold: float) -> dict[str, float]:
+    """EER, minDCF, the threshold at the EER and the rates at a threshold fixed in advance."""
+    return {"eer": round(eer(target, impostor), 4), "min_dcf": round(min_dcf(target, impostor), 4),
+            "eer_threshold": round(eer_threshold(target, impostor), 4), **rates_at(target, impostor, threshold)}
+
+
+def eer_threshold(target: np.ndarray, impostor: np.ndarray) -> float:
+    """The score at which the false-rejection and false-acceptance rates cross."""
+    scores = np.sort(np.concatenate([target, impostor]))
+    miss = np.searchsorted(np.sort(target), scores, side="left") / len(target)
+    fa = 1 - np.searchsorted(np.sort(impostor), scores, side="left") / len(impostor)
+    return float(scores[int(np.argmin(np.abs(miss - fa)))])
+
+
+def normalisation_report(bank: SpeakerBank, cohort: Cohort, by_condition: dict[str, ConditionScores],
+                         args: argparse.Namespace) -> dict:
+    """Raw scores, per-speaker cohort thresholds and AS-norm on the same trials, per condition and pooled.
+
+    "One threshold across conditions" is measured two ways: the pooled EER (one threshold for all
+    conditions and voices, chosen after the fact) and the rates in each condition at the threshold
+    that gives the clean condition's EER (chosen in advance on clean speech)."""
+    thresholds = speaker_thresholds(bank, cohort, args.cohort_quantile)
+    normalised = {c: as_norm(scored.scores, scored.tests, bank, cohort, args.as_norm_top_k) for c, scored in by_condition.items()}
+    report: dict = {"cohort": {"voices": len(cohort.bank), "windows": len(cohort.windows), "top_k": args.as_norm_top_k,
+                               "quantile": args.cohort_quantile},
+                    "speaker_thresholds": {name: round(float(t), 4) for name, t in zip(bank.names, thresholds, strict=True)}}
+    for method, scores_of in (("raw", {c: s.scores for c, s in by_condition.items()}), ("as_norm", normalised)):
+        first = next(iter(by_condition))
+        fixed = eer_threshold(*by_condition[first].trials(scores_of[first]))
+        per_condition = {c: error_rates(*scored.trials(scores_of[c]), fixed) for c, scored in by_condition.items()}
+        pooled = _pooled(s.trials(scores_of[c]) for c, s in by_condition.items())
+        per_condition["pooled"] = {**error_rates(*pooled, fixed), "threshold_from": first, "threshold": round(fixed, 4)}
+        report[method] = per_condition
+    speaker_rates = {c: rates_at(*scored.trials(scored.scores - thresholds), 0.0) for c, scored in by_condition.items()}
+    speaker_rates["pooled"] = rates_at(*_pooled(s.trials(s.scores - thresholds) for s in by_condition.values()), 0.0)
+    report["per_speaker_thresholds"] = speaker_rates
+    return report
+
+
+def _pooled(trials: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(target, impostor) of several conditions as one set of trials."""
+    targets, impostors = zip(*trials, strict=True)
+    return np.concatenate(targets), np.concatenate(impostors)
+
+
+def _cohort_windows(corpus: Path) -> dict[str, np.ndarray]:
+    """Up to COHORT_WINDOWS clean 2 s windows of each training voice."""
+    from voicewatch.enrollment import load_clip
+    from voicewatch.training.streams import RATE, cohort_voices
+
+    windows = {name: enrollment_windows([load_clip(path, RATE) for path in files], RATE)[:COHORT_WINDOWS]
+               for name, files in cohort_voices(corpus).items()}
+    return {name: w for name, w in windows.items() if len(w)}
+
+
+COHORT_WINDOWS = 20
+"""Cohort windows per training voice."""
 
 
 # ---------------------------------------------------------------- segments against annotated streams
@@ -225,24 +307,27 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
     enroll_clips, heard = split_clips(voices, args.seed)
     enroll = {name: enrollment_windows(clips, RATE) for name, clips in enroll_clips.items()}
     tests = {name: enrollment_windows(clips, RATE)[:TEST_WINDOWS] for name, clips in heard.items()}
-    results: dict = {"voices": sorted(voices), "threshold": args.threshold, "trials": {}, "streams": {}}
+    cohort_embedded = _cohort_windows(args.corpus) if args.cohort else {}
+    results: dict = {"voices": sorted(voices), "threshold": args.threshold, "trials": {}, "score_normalisation": {},
+                     "streams": {}}
     curves = {}
     for who, embed in embedders.items():
-        pooled_target, pooled_impostor, per_condition = [], [], {}
+        bank = enrolled_bank(embed, enroll)
+        by_condition = {}
         for condition in conditions:
             started = time.perf_counter()
-            target, impostor = condition_trials(embed, enroll, tests, condition, args.seed)
-            per_condition[condition] = {"eer": round(eer(target, impostor), 4), "min_dcf": round(min_dcf(target, impostor), 4),
-                                        "trials": [len(target), len(impostor)], **rates_at(target, impostor, args.threshold),
-                                        "seconds": round(time.perf_counter() - started, 1)}
-            pooled_target.append(target)
-            pooled_impostor.append(impostor)
-            if who == "model":
-                curves[condition] = (target, impostor)
-        target, impostor = np.concatenate(pooled_target), np.concatenate(pooled_impostor)
-        per_condition["pooled"] = {"eer": round(eer(target, impostor), 4), "min_dcf": round(min_dcf(target, impostor), 4),
-                                   **rates_at(target, impostor, args.threshold)}
+            by_condition[condition] = condition_scores(embed, bank, tests, condition, args.seed)
+            _LOG.info("%s %s trials scored in %.1f s", who, condition, time.perf_counter() - started)
+        per_condition = {condition: {**error_rates(*scored.trials(), args.threshold),
+                                     "trials": [int(scored.is_target.sum()), int((~scored.is_target).sum())]}
+                         for condition, scored in by_condition.items()}
+        per_condition["pooled"] = error_rates(*_pooled(scored.trials() for scored in by_condition.values()), args.threshold)
         results["trials"][who] = per_condition
+        if who == "model":
+            curves = {condition: scored.trials() for condition, scored in by_condition.items()}
+        if cohort_embedded:
+            cohort = Cohort.from_voices({name: embed(windows) for name, windows in cohort_embedded.items()})
+            results["score_normalisation"][who] = normalisation_report(bank, cohort, by_condition, args)
         _LOG.info("%s trials: %s", who, json.dumps(per_condition["pooled"]))
     results["streams"], found = evaluate_streams(embedder, enroll, build_streams(heard, args.seed, conditions), args)
     return results, curves, found
@@ -320,6 +405,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conditions", default="clean,music,noise,phone,mp2",
                         help="broadcast conditions of trials and streams (default: all)")
     parser.add_argument("--peer", choices=("resemblyzer",), help="also score the trials with this peer model")
+    parser.add_argument("--no-cohort", dest="cohort", action="store_false",
+                        help="skip per-speaker thresholds and AS-norm against the corpus' training voices")
+    parser.add_argument("--cohort-quantile", type=float, default=0.99,
+                        help="per-speaker threshold: this quantile of the voice's cohort impostor scores (default 0.99)")
+    parser.add_argument("--as-norm-top-k", type=int, default=50, help="AS-norm: top-K cohort scores per side (default 50)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--out", type=Path, help="write the JSON results here too")
     parser.add_argument("--det", type=Path, help="DET curves per condition as PNG (needs matplotlib)")

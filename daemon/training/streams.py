@@ -62,6 +62,14 @@ def validation_voices(corpus: Path) -> dict[str, list[Path]]:
             if e["split"] != "train" and e["kind"] == "human"}
 
 
+def cohort_voices(corpus: Path, clips_per_voice: int = 8) -> dict[str, list[Path]]:
+    """Training voices (human and synthetic), a few clips each: impostors for score normalisation,
+    never enrolled nor tested."""
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    return {e["speaker"]: [corpus / f for f in e["files"][:clips_per_voice]] for e in manifest["speakers"]
+            if e["split"] == "train"}
+
+
 def split_clips(voices: dict[str, list[Path]], seed: int) -> tuple[dict[str, list[Clip]], dict[str, list[Clip]]]:
     """(enrollment clips, stream clips) per voice: every third clip enrolls, the rest is heard in streams."""
     rng = np.random.default_rng(seed)
