@@ -7,6 +7,8 @@
 - Streams: broadcast-like validation streams with ground truth (streams.py) run through the real
   pipeline (`scan`) with a bank of the held-out voices: precision, recall and F1 of speaking time on
   a 10 ms grid, and false-alarm segments (touching no true turn) per hour.
+- Score normalisation (scorenorm.py), on the same trials: per-speaker thresholds from a cohort of
+  the corpus' training voices, and AS-norm against that cohort, raw and normalised side by side.
 - Or your own annotated recordings: `--rttm TRUTH.rttm --bank BANK FILE…`.
 Results as one JSON document; found segments as RTTM; DET curves as PNG.
 """
