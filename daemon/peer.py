@@ -47,10 +47,10 @@ class Resemblyzer(torch.nn.Module):
         self.eval()
 
     @torch.inference_mode()
-    def embed(self, waves: torch.Tensor, rate: int) -> torch.Tensor:
-        """[B, T] at `rate` → [B, 256] unit vectors."""
+    def embed(self, waves: torch.Tensor, rate: int | None = None) -> torch.Tensor:
+        """[B, T] at `rate` (default: the peer's own `sample_rate`) → [B, 256] unit vectors."""
         waves = waves.float()
-        if rate != self.sample_rate:
+        if rate is not None and rate != self.sample_rate:
             waves = torchaudio.functional.resample(waves, rate, self.sample_rate)
         rms = waves.square().mean(dim=1, keepdim=True).sqrt().clamp_min(1e-6)
         waves = waves * (10 ** (self.target_dbfs / 20) / rms).clamp_min(1.0)  # Resemblyzer only raises the level

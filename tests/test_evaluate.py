@@ -143,7 +143,10 @@ def test_the_batched_resemblyzer_peer_embeds_as_resemblyzer_does() -> None:
 
     audio, rate = soundfile.read(str(DEMO_RECORDING), dtype="float32")
     windows = np.stack([audio[i * rate:(i + 2) * rate] for i in range(5, 9)])
-    ours = load_peer("resemblyzer").embed(torch.from_numpy(windows), rate).numpy()
+    peer = load_peer("resemblyzer")
+    ours = peer.embed(torch.from_numpy(windows), rate).numpy()
+    at_its_rate = torch.from_numpy(windows[:, : 2 * peer.sample_rate])  # any [B, samples] at peer.sample_rate
+    assert torch.equal(peer.embed(at_its_rate), peer.embed(at_its_rate, peer.sample_rate))
     encoder = resemblyzer.VoiceEncoder("cpu", verbose=False)
     theirs = np.stack([encoder.embed_utterance(normalize_volume(w, -30, increase_only=True)) for w in windows])
     assert (ours * theirs).sum(axis=1).min() > 0.9999
