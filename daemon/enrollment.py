@@ -1,7 +1,8 @@
 """Clips of one person → checked, speech-only 2 s windows → exemplar embeddings for the bank.
 
-Enrollment refuses what would poison a bank: unreadable files, clips with no speech, and too little
-speech in total. Clips are trimmed of leading/trailing silence, joined, and cut into windows the
+Enrollment refuses what would poison a bank: unreadable files, clips with no speech, clips that are
+mostly silence or music, and too little speech in total; it warns when a clip sounds like another person.
+Clips are trimmed of leading/trailing silence, joined, and cut into windows the
 same way the daemon cuts streams; windows that are mostly silence are not enrolled.
 """
 
@@ -24,6 +25,11 @@ _LOG = logging.getLogger(__name__)
 FRAME_S = 0.03
 MIN_SPEECH_SHARE = 0.25
 """A clip with less speech than this share (30 ms frames within 35 dB of its loudest) is refused."""
+MIN_LEVEL_SPREAD_DB = 3.0
+"""A clip whose speech frames vary in level by less than this (standard deviation of their 30 ms levels, dB) is refused
+as music or a steady sound: speech rises and falls with its syllables (espeak-ng speech: 7 dB), sustained synthetic
+chords stay within 0.5 dB, plucked notes within 2.2 dB; 1 % of the corpus' human one-letter recordings (a sustained vowel)
+fall below it, whole sentences do not. Speech over a loud music bed can fall below it too."""
 SAME_PERSON_COSINE = 0.75
 """A clip whose mean embedding is less similar than this to the other clips' is probably someone else:
 on the corpus' 17 human voices (8 s clips), a clip of the same voice scores ≥ 0.80 in 99 % of cases
@@ -42,6 +48,8 @@ class Clip:
     speech_s: float
     speech_share: float = 1.0
     """Share of the untrimmed clip's 30 ms frames that are speech."""
+    level_spread_db: float = 10.0
+    """Standard deviation of the speech frames' levels (dB): low for music and steady sounds."""
 
 
 def speech_mask(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -55,6 +63,13 @@ def speech_mask(samples: np.ndarray, rate: int) -> np.ndarray:
     return (rms > reference * 10 ** (-35 / 20)) & (rms > 10 ** (-55 / 20))
 
 
+def frame_levels_db(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Level of each 30 ms frame in dBFS."""
+    size = max(1, round(FRAME_S * rate))
+    count = len(samples) // size
+    return 10 * np.log10(np.mean(samples[: count * size].reshape(count, size) ** 2, axis=1) + 1e-12)
+
+
 def load_clip(path: str | os.PathLike[str], rate: int) -> Clip:
     samples, source_rate = read_audio(path)  # raises AudioFileError with the reason
     mono = to_mono(samples)
@@ -66,8 +81,9 @@ def load_clip(path: str | os.PathLike[str], rate: int) -> Clip:
     size = round(FRAME_S * rate)
     first, last = np.flatnonzero(mask)[[0, -1]]
     trimmed = mono[first * size : (last + 1) * size]
+    spread = float(frame_levels_db(mono, rate)[: len(mask)][mask].std())
     return Clip(str(path), np.ascontiguousarray(trimmed, dtype=np.float32), float(mask.sum() * FRAME_S),
-                float(mask.mean()))
+                float(mask.mean()), spread)
 
 
 def enrollment_windows(clips: Sequence[Clip], rate: int, length_s: float = 2.0, hop_s: float = 1.0) -> np.ndarray:
@@ -91,6 +107,9 @@ def embed_clips(embedder: Embedder, paths: Sequence[str | os.PathLike[str]], min
         if clip.speech_share < MIN_SPEECH_SHARE:
             raise EnrollmentError(f"{clip.path}: mostly silence ({100 * clip.speech_share:.0f} % of it is speech, at "
                                   f"least {100 * MIN_SPEECH_SHARE:.0f} % is needed); cut it to where the person speaks")
+        if clip.level_spread_db < MIN_LEVEL_SPREAD_DB:
+            raise EnrollmentError(f"{clip.path}: sounds like music or a steady sound, not speech (its level varies by "
+                                  f"{clip.level_spread_db:.1f} dB, speech by at least {MIN_LEVEL_SPREAD_DB:.0f} dB)")
     speech = sum(clip.speech_s for clip in clips)
     if speech < min_speech_s:
         raise EnrollmentError(
