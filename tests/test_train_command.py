@@ -1,5 +1,6 @@
-"""`voicewatch pretrain` then `voicewatch train --init --memory`: the whole training path runs on a
-tiny corpus and writes a model the product loads."""
+"""`voicewatch pretrain` then `voicewatch train --init --memory`, then a smaller student distilled from
+that model (`--teacher`): the whole training path runs on a tiny corpus and writes models the product
+loads."""
 
 from __future__ import annotations
 
@@ -28,6 +29,17 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     assert result["memory"] == 64 and result["init"] == str(encoder) and 0.0 <= result["val_eer"] <= 1.0
     assert "conv blocks initialised from" in trained.stderr
     assert Embedder.load(model, device="cpu").net.architecture.channels == (32, 32)
+    student = tmp_path / "student.safetensors"
+    distilled = run_cli("train", "--corpus", str(corpus), "--out", str(student), "--teacher", str(model),
+                        "--channels", "16,16", "--embedding-dim", "8", "--steps", "2", "--batch-speakers", "3",
+                        "--batch-per-speaker", "2", "--copies", "2", "--pool", "32", "--eval-every", "2",
+                        "--threads", "1", timeout=600)
+    assert distilled.returncode == 0, distilled.stderr
+    assert json.loads(distilled.stdout)["teacher"] == str(model)
+    assert Embedder.load(student, device="cpu").dim == 8  # the teacher's head is not part of the student
+    no_teacher = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "y.safetensors"), "--teacher",
+                         str(tmp_path / "missing.safetensors"), "--steps", "1", "--threads", "1", timeout=600)
+    assert no_teacher.returncode == 2 and "neither 'resemblyzer' nor a model file" in no_teacher.stderr
     wrong = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "x.safetensors"), "--init", str(encoder),
                     "--steps", "1", "--threads", "1", timeout=600)
     assert wrong.returncode == 2 and "does not fit --channels 128,128,128" in wrong.stderr

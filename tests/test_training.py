@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.training.augment import augment, telephone
+from voicewatch.training.distill import distill_loss, teacher_targets
 from voicewatch.training.evaluate import eer, min_dcf, window_trials
 from voicewatch.training.train import batch_all, batch_hard, mine_outside, triplet_terms
 
@@ -80,6 +81,30 @@ def test_a_few_steps_of_triplet_training_separate_two_synthetic_speakers() -> No
         optimiser.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.5
+
+
+def test_distillation_loss_is_one_minus_the_cosine_between_the_projected_student_and_the_teacher() -> None:
+    head = torch.nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+    student = unit([1, 0], [0, 1])
+    teachers = unit([1, 0, 0], [1, 0, 0])
+    assert distill_loss(head, student, teachers).item() == pytest.approx((0 + 1) / 2)
+
+
+def test_teacher_targets_are_embedded_in_batches_in_window_order() -> None:
+    class LevelTeacher:
+        name, dim, calls = "level", 2, 0
+
+        def embed(self, waves: torch.Tensor, rate: int) -> torch.Tensor:
+            self.calls += 1
+            return F.normalize(torch.stack([waves.mean(1), torch.ones(len(waves))], 1), dim=1)
+
+    teacher = LevelTeacher()
+    windows = np.arange(5, dtype=np.float32)[:, None].repeat(4, axis=1)
+    targets = teacher_targets(teacher, windows, 16000, batch=2)
+    assert teacher.calls == 3 and targets.shape == (5, 2)
+    assert torch.allclose(targets, F.normalize(torch.tensor([[float(i), 1.0] for i in range(5)]), dim=1))
 
 
 def test_augmentation_keeps_shape_and_band_limits_the_telephone_copy() -> None:

@@ -7,6 +7,8 @@ Loss per anchor, margin 0.3 (the customer's notes): `max(0, m + cos(a, n) − co
   violator of another speaker is embedded afresh and adds a second triplet term.
 Features are computed once per window and augmentation (noise and music beds at 0–20 dB SNR,
 telephone band, speed-perturbed pseudo-speakers) is baked into several copies of each window.
+With `--teacher`, every copy is also pulled towards a teacher's embedding of the clean window
+(daemon/training/distill.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.enrollment import enrollment_windows, load_clip
 from voicewatch.features import FeatureExtractor, FeatureSettings
 from voicewatch.training.augment import augment, music_bed, noise_bed
+from voicewatch.training.distill import Teacher, distill_loss, load_teacher, teacher_targets
 from voicewatch.training.evaluate import window_trials_eer
 from voicewatch.training.memory import Memory
 
@@ -39,6 +42,8 @@ class Windows:
     labels: torch.Tensor
     """[N] speaker index."""
     speakers: list[str]
+    targets: torch.Tensor | None = None
+    """[N, teacher dim]: the teacher's embedding of each window's clean copy (with `--teacher`)."""
 
 
 def speaker_windows(corpus: Path, entry: dict, rate: int, speed: float = 1.0) -> np.ndarray:
@@ -55,11 +60,11 @@ def speaker_windows(corpus: Path, entry: dict, rate: int, speed: float = 1.0) ->
 
 
 def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: int, seed: int,
-                  speeds: tuple[float, ...] = (1.0,)) -> Windows:
+                  speeds: tuple[float, ...] = (1.0,), teacher: Teacher | None = None) -> Windows:
     manifest = json.loads((corpus / "manifest.json").read_text())
     extractor = FeatureExtractor(settings)
     rng = np.random.default_rng(seed)
-    features, labels, speakers = [], [], []
+    features, labels, speakers, targets = [], [], [], []
     for entry in manifest["speakers"]:
         if entry["split"] != split:
             continue
@@ -69,6 +74,8 @@ def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: i
                 continue
             label = len(speakers)
             speakers.append(entry["speaker"] + ("" if speed == 1.0 else f"@{speed}"))
+            if teacher is not None:
+                targets += [teacher_targets(teacher, windows, settings.sample_rate)] * copies
             for copy in range(copies):
                 waves = windows if copy == 0 else augment(windows, settings.sample_rate, rng)
                 with torch.inference_mode():
@@ -77,12 +84,14 @@ def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: i
     if split == "train":
         for name, waves in non_speech_windows(settings.sample_rate, 200, rng).items():
             speakers.append(name)
+            if teacher is not None:
+                targets.append(teacher_targets(teacher, waves, settings.sample_rate))
             with torch.inference_mode():
                 features.append(extractor(torch.from_numpy(waves), settings.sample_rate).half())
             labels.append(torch.full((len(waves),), len(speakers) - 1))
     _LOG.info("%s: %d speakers, %d windows × %d copies", split, len(speakers), sum(len(f) for f in features) // copies,
               copies)
-    return Windows(torch.cat(features), torch.cat(labels), speakers)
+    return Windows(torch.cat(features), torch.cat(labels), speakers, torch.cat(targets) if targets else None)
 
 
 def non_speech_windows(rate: int, count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -148,7 +157,9 @@ def train(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     settings = FeatureSettings()
     architecture = Architecture(tuple(int(c) for c in args.channels.split(",")), args.kernel_size, args.embedding_dim)
-    data = build_windows(args.corpus, "train", settings, args.copies, args.seed, speeds=(1.0, 0.88, 1.12))
+    teacher = load_teacher(args.teacher) if args.teacher else None
+    data = build_windows(args.corpus, "train", settings, args.copies, args.seed, speeds=(1.0, 0.88, 1.12),
+                         teacher=teacher)
     val = build_windows(args.corpus, "val", settings, 2, args.seed + 1)
     net = EmbedderNet(settings.n_mels, architecture)
     if args.init is not None:
@@ -159,12 +170,14 @@ def train(args: argparse.Namespace) -> dict:
         except RuntimeError as exc:  # shapes of another architecture
             raise ValueError(f"{args.init} does not fit --channels {args.channels}: {exc}") from None
         _LOG.info("conv blocks initialised from %s", args.init)
-    optimiser = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=1e-5)
+    head = torch.nn.Linear(architecture.embedding_dim, teacher.dim) if teacher else torch.nn.Identity()
+    optimiser = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=args.lr, weight_decay=1e-5)
     start_step, log = 0, []
     checkpoint = Path(str(args.out) + ".train.pt")
     if args.resume and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=True)
         net.load_state_dict(state["net"])
+        head.load_state_dict(state["head"])
         optimiser.load_state_dict(state["optimiser"])
         start_step = int(state["step"])
         _LOG.info("resumed at step %d", start_step)
@@ -194,6 +207,8 @@ def train(args: argparse.Namespace) -> dict:
             positive_index = sims.detach().masked_fill(~same | eye, 2.0).argmin(dim=1)
             outside = triplet_terms(embeddings, embeddings[positive_index], negatives, args.margin)
             loss = loss + outside.mean()
+        if teacher is not None:
+            loss = loss + args.distill_weight * distill_loss(head, embeddings, data.targets[batch])
         if memory is not None:
             loss = loss + args.memory_weight * memory.loss(embeddings, labels, args.margin)
         optimiser.zero_grad()
@@ -210,13 +225,15 @@ def train(args: argparse.Namespace) -> dict:
                      "seconds": round(time.monotonic() - started, 1)}
             log.append(entry)
             _LOG.info("%s", entry)
-            torch.save({"net": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step + 1}, checkpoint)
+            state = {"net": net.state_dict(), "head": head.state_dict(), "optimiser": optimiser.state_dict(), "step": step + 1}
+            torch.save(state, checkpoint)
     net.eval()
     embedder = Embedder(net, settings)
     result = {"steps": args.steps, "seed": args.seed, "train_speakers": len(data.speakers),
               "val_speakers": len(val.speakers), "val_eer": log[-1]["val_eer"] if log else None,
               "architecture": dataclasses.asdict(architecture), "mine_outside": args.mine_outside, "mining": args.mining,
-              "init": str(args.init) if args.init else None, "memory": args.memory}
+              "init": str(args.init) if args.init else None, "memory": args.memory,
+              "teacher": teacher.name if teacher else None}
     embedder.save(args.out, extra=result)
     Path(str(args.out) + ".log.json").write_text(json.dumps({"result": result, "log": log}, indent=1))
     return result
@@ -246,6 +263,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=int, default=0, metavar="SLOTS",
                         help="train against an external memory of this many keys (Kaiser et al. 2017); 0 = off")
     parser.add_argument("--memory-weight", type=float, default=1.0, help="weight of the memory loss (default 1)")
+    parser.add_argument("--teacher", metavar="resemblyzer|MODEL",
+                        help="distil from this speaker encoder as well (training only; 'resemblyzer' needs the peer extra)")
+    parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (default 1)")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--threads", type=int, default=2)
 
