@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from voicewatch.atomicfile import atomic_write_bytes
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.enrollment import enrollment_windows, load_clip
 from voicewatch.features import FeatureExtractor, FeatureSettings
@@ -226,7 +228,9 @@ def train(args: argparse.Namespace) -> dict:
             log.append(entry)
             _LOG.info("%s", entry)
             state = {"net": net.state_dict(), "head": head.state_dict(), "optimiser": optimiser.state_dict(), "step": step + 1}
-            torch.save(state, checkpoint)
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            atomic_write_bytes(checkpoint, buffer.getvalue())  # a kill mid-save keeps the previous checkpoint
     net.eval()
     embedder = Embedder(net, settings)
     result = {"steps": args.steps, "seed": args.seed, "train_speakers": len(data.speakers),
@@ -235,7 +239,7 @@ def train(args: argparse.Namespace) -> dict:
               "init": str(args.init) if args.init else None, "memory": args.memory,
               "teacher": teacher.name if teacher else None}
     embedder.save(args.out, extra=result)
-    Path(str(args.out) + ".log.json").write_text(json.dumps({"result": result, "log": log}, indent=1))
+    atomic_write_bytes(Path(str(args.out) + ".log.json"), json.dumps({"result": result, "log": log}, indent=1).encode())
     return result
 
 
