@@ -1,9 +1,11 @@
 """Build the speech corpus for training from Debian packages only: `python -m voicewatch.training.voices OUT`.
 
 Real voices come from `klettres-data` (KDE's alphabet tutor: each language's letters and
-syllables, recorded by one person per language), synthetic ones from `espeak-ng` voice variants
-and `flite` voices. Needs the Debian packages `espeak-ng` and `flite` installed and `apt-get
-download` working; `klettres-data` is only downloaded and unpacked, never installed.
+syllables, recorded by one person per language) and `tuxpaint-stamps-default` (Tux Paint's spoken
+stamp descriptions: a word or two each, one volunteer per language), synthetic ones from
+`espeak-ng` voice variants and `flite` voices. Needs the Debian packages `espeak-ng` and `flite`
+installed and `apt-get download` working; the data packages are only downloaded and unpacked,
+never installed.
 
 Never used, for anything: `asterisk-*`, `ktuberling-data`, `gcompris-qt-data` (reserved for an
 independent evaluation).
@@ -37,6 +39,13 @@ consistent person across its letter and syllable sets, with the most audio)."""
 KLETTRES_SKIP = ("ml", "de/syllab")
 """Sets that may not be the folder's one person: `ml` is large and mixed; German syllables are a
 different voice from German letters (centroid cosine -0.21) and close to the Low German set (0.91)."""
+TUXPAINT_LANGUAGES = ("bg", "be", "ca", "da", "el", "es", "fr", "ro", "ru")
+"""Languages whose descriptions one person recorded (the package changelog names them; every stamp
+category's clips embed within 0.1 of the language's mean with Resemblyzer, languages 0.5–0.8 apart).
+The smaller sets (en, nl, lt, pt…) are a few dozen words or several people. Training only: the
+validation voices stay the KLettres ones."""
+TUXPAINT_CLIPS = 400
+"""Clips per language (of ~300–930, 0.6–2 s each): 5–13 minutes of speech per voice."""
 ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2",
                    "klatt3", "croak", "Alex", "Andy", "Annie", "Denis", "Gene", "Hugo", "Lee", "Mario", "Michael",
                    "Mike", "adam", "anika", "antonio", "aunty", "belinda", "benjamin", "boris", "caleb", "david",
@@ -103,6 +112,20 @@ def klettres_speakers(cache: Path, out: Path) -> list[dict]:
     return entries
 
 
+def tuxpaint_speakers(cache: Path, out: Path) -> list[dict]:
+    root = fetch_package("tuxpaint-stamps-default", cache) / "usr/share/tuxpaint/stamps"
+    entries = []
+    for language in TUXPAINT_LANGUAGES:
+        clips = sorted(root.glob(f"**/*_desc_{language}.ogg"))
+        clips = random.Random(language).sample(clips, min(TUXPAINT_CLIPS, len(clips)))
+        speaker = f"tuxpaint-{language}"
+        files = write_speaker(out, speaker, [to_model_rate(c) for c in sorted(clips)])
+        entries.append({"speaker": speaker, "kind": "human", "package": "tuxpaint-stamps-default", "licence": "GPL-2",
+                        "split": "train", "files": files})
+        _LOG.info("%s: %d clips", speaker, len(files))
+    return entries
+
+
 def espeak_speakers(out: Path, per_speaker: int) -> list[dict]:
     entries = []
     for language in ESPEAK_LANGUAGES:
@@ -137,7 +160,7 @@ def flite_speakers(out: Path, per_speaker: int) -> list[dict]:
 
 
 def build(out: Path, cache: Path, per_speaker: int = 12) -> dict:
-    entries = klettres_speakers(cache, out) + flite_speakers(out, per_speaker) + espeak_speakers(out, per_speaker)
+    entries = klettres_speakers(cache, out) + tuxpaint_speakers(cache, out) + flite_speakers(out, per_speaker) + espeak_speakers(out, per_speaker)
     manifest = {"rate": RATE, "speakers": entries,
                 "note": "validation speakers are held out of training; reserved evaluation packages are never used"}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
