@@ -95,7 +95,7 @@ def _enroll(args: argparse.Namespace) -> int:
     if Path(args.bank).exists():
         bank = SpeakerBank.load(args.bank, embedder_id=embedder.model_id)
     else:
-        bank = SpeakerBank(embedder.model_id, embedder.dim)
+        bank = SpeakerBank(embedder.model_id, embedder.dim, default_threshold=embedder.threshold)
     from voicewatch.names import check_name
 
     check_name("speaker", args.name)

@@ -24,6 +24,8 @@ from voicewatch.shipped import DEFAULT_MODEL
 
 CHECKPOINT_FORMAT = "voicewatch.embedder"
 CHECKPOINT_VERSION = 1
+DEFAULT_THRESHOLD = 0.7
+"""Detection threshold (mean of the top-5 cosines) of a model that does not carry its own."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,12 +87,16 @@ class Embedder:
         settings: FeatureSettings,
         device: torch.device | str = "cpu",
         model_id: str = "untrained",
+        threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
         self.device = torch.device(device)
         self.settings = settings
         self.net = net.to(self.device).eval()
         self.features = FeatureExtractor(settings).to(self.device)
         self.model_id = model_id
+        self.threshold = threshold
+        """The threshold chosen for this model on validation data when it was trained (`info.threshold`):
+        new speaker banks start from it."""
 
     @property
     def dim(self) -> int:
@@ -127,9 +133,12 @@ class Embedder:
             settings = FeatureSettings(**json.loads(meta["features"]))
             net = EmbedderNet(settings.n_mels, architecture)
             net.load_state_dict(state)
+            threshold = float(json.loads(meta.get("info", "{}")).get("threshold") or DEFAULT_THRESHOLD)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path} does not describe a valid embedder: {exc}") from None
-        return cls(net, settings, pick_device(device), model_id=_weights_id(state))
+        if not -1.0 <= threshold <= 1.0:
+            raise CheckpointError(f"{path} carries threshold {threshold}, outside -1.0 to 1.0")
+        return cls(net, settings, pick_device(device), model_id=_weights_id(state), threshold=threshold)
 
     def save(self, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> None:
         """Write the checkpoint atomically (temp file in the same folder, then rename)."""

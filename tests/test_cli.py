@@ -14,6 +14,7 @@ import torch
 
 from daemon_harness import run_cli
 from voicewatch.cli import build_parser
+from voicewatch.embedder import Embedder
 from voicewatch.shipped import DEMO_ENROLL, DEMO_RECORDING
 
 COMMANDS = ["run", "scan", "replay", "tail", "enroll", "speakers", "status", "keys", "export", "bench", "demo", "source",
@@ -55,6 +56,7 @@ def test_enroll_builds_a_bank_that_speakers_lists(tmp_path: Path) -> None:
     listed = run_cli("speakers", "--bank", str(bank), "--json")
     speakers = json.loads(listed.stdout)["speakers"]
     assert [s["name"] for s in speakers] == ["alice"] and speakers[0]["exemplars"] >= 5
+    assert speakers[0]["threshold"] == Embedder.load(device="cpu").threshold  # a new bank starts from the model's
 
     removed = run_cli("speakers", "--bank", str(bank), "--remove", "alice", "--json")
     assert json.loads(removed.stdout)["speakers"] == []

@@ -27,6 +27,16 @@ def test_save_and_load_give_identical_embeddings_and_id(embedder: Embedder, tmp_
     assert loaded.model_id == embedder.model_id and loaded.net.architecture == Architecture((32, 32), 3, 16)
 
 
+def test_a_model_carries_the_threshold_chosen_for_it_else_the_notes_0_7(embedder: Embedder, tmp_path: Path) -> None:
+    embedder.save(tmp_path / "plain.safetensors")
+    assert Embedder.load(tmp_path / "plain.safetensors", device="cpu").threshold == 0.7
+    embedder.save(tmp_path / "calibrated.safetensors", extra={"threshold": 0.81})
+    assert Embedder.load(tmp_path / "calibrated.safetensors", device="cpu").threshold == 0.81
+    embedder.save(tmp_path / "bad.safetensors", extra={"threshold": 3.0})
+    with pytest.raises(CheckpointError, match="threshold 3.0"):
+        Embedder.load(tmp_path / "bad.safetensors", device="cpu")
+
+
 @pytest.mark.parametrize("rate", [8000, 22050, 48000])
 def test_embeddings_are_unit_vectors_at_any_rate(embedder: Embedder, rate: int) -> None:
     vectors = embedder.embed(torch.randn(3, 2 * rate) * 0.1, rate)

@@ -28,7 +28,9 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     result = json.loads(trained.stdout)
     assert result["memory"] == 64 and result["init"] == str(encoder) and 0.0 <= result["val_eer"] <= 1.0
     assert "conv blocks initialised from" in trained.stderr
-    assert Embedder.load(model, device="cpu").net.architecture.channels == (32, 32)
+    loaded = Embedder.load(model, device="cpu")
+    assert loaded.net.architecture.channels == (32, 32)
+    assert loaded.threshold == result["threshold"] and result["threshold_false_alarm"] == 0.02  # fixed from validation
     student = tmp_path / "student.safetensors"
     distilled = run_cli("train", "--corpus", str(corpus), "--out", str(student), "--teacher", str(model),
                         "--channels", "16,16", "--embedding-dim", "8", "--steps", "2", "--batch-speakers", "3",
@@ -40,6 +42,9 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     no_teacher = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "y.safetensors"), "--teacher",
                          str(tmp_path / "missing.safetensors"), "--steps", "1", "--threads", "1", timeout=600)
     assert no_teacher.returncode == 2 and "neither 'resemblyzer' nor a model file" in no_teacher.stderr
+    bad_rate = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "z.safetensors"),
+                       "--threshold-false-alarm", "1.5", timeout=600)
+    assert bad_rate.returncode == 2 and "--threshold-false-alarm must be between 0 and 1" in bad_rate.stderr
     wrong = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "x.safetensors"), "--init", str(encoder),
                     "--steps", "1", "--threads", "1", timeout=600)
     assert wrong.returncode == 2 and "does not fit --channels 128,128,128" in wrong.stderr

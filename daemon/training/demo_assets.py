@@ -78,7 +78,7 @@ def build(corpus: Path, impostor_quantile: float | None, seed: int = 7) -> dict:
     DEMO_TRUTH.write_text(json.dumps({"speaker_segments": truth, "sample_rate": RATE,
                                       "source": {n: CAST[n] for n in CAST}}, indent=1) + "\n")
 
-    bank = SpeakerBank(embedder.model_id, embedder.dim)
+    bank = SpeakerBank(embedder.model_id, embedder.dim, default_threshold=embedder.threshold)
     cohort = cohort_embeddings(corpus, manifest, embedder)
     for name in ENROLLED:
         folder = DEMO_ENROLL / name

@@ -77,9 +77,19 @@ def window_trials(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[np.nd
 
 
 @torch.no_grad()
-def window_trials_eer(net: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor) -> float:
+def net_window_trials(net: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(target, impostor) top-5 scores of `window_trials` for a net's embeddings of these features."""
     embeddings = torch.cat([net(chunk.float()) for chunk in features.split(512)])
-    return eer(*window_trials(embeddings, labels))
+    return window_trials(embeddings, labels)
+
+
+def window_trials_eer(net: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor) -> float:
+    return eer(*net_window_trials(net, features, labels))
+
+
+def threshold_at_false_alarm(impostor: np.ndarray, rate: float) -> float:
+    """The threshold that lets `rate` of these impostor scores through (scores ≥ it are detections)."""
+    return float(np.quantile(impostor, 1.0 - rate))
 
 
 # ---------------------------------------------------------------- trials under broadcast conditions
@@ -403,7 +413,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bank", type=Path, help="speaker bank to find in FILEs (with --rttm)")
     parser.add_argument("--model", help="embedder checkpoint (default: the shipped model)")
     parser.add_argument("-c", "--config", help="YAML config whose windows and detector settings the streams use")
-    parser.add_argument("--threshold", type=float, default=0.7, help="detection threshold fixed in advance (default 0.7)")
+    parser.add_argument("--threshold", type=float,
+                        help="detection threshold fixed in advance (default: the one the model carries, else 0.7)")
     parser.add_argument("--conditions", default="clean,music,noise,phone,mp2",
                         help="broadcast conditions of trials and streams (default: all)")
     parser.add_argument("--peer", choices=("resemblyzer",), help="also score the trials with this peer model")
@@ -425,6 +436,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--rttm needs --bank and at least one FILE")
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     embedder = Embedder.load(args.model, device="cpu")
+    if args.threshold is None:
+        args.threshold = embedder.threshold
     curves: dict = {}
     if args.corpus is not None:
         results, curves, lines = evaluate_corpus(args, embedder)

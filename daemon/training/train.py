@@ -32,7 +32,7 @@ from voicewatch.enrollment import enrollment_windows, load_clip
 from voicewatch.features import FeatureExtractor, FeatureSettings
 from voicewatch.training.augment import augment, music_bed, noise_bed
 from voicewatch.training.distill import Teacher, distill_loss, load_teacher, teacher_targets
-from voicewatch.training.evaluate import window_trials_eer
+from voicewatch.training.evaluate import net_window_trials, threshold_at_false_alarm, window_trials_eer
 from voicewatch.training.memory import Memory
 
 _LOG = logging.getLogger(__name__)
@@ -162,6 +162,8 @@ def sample_batch(labels: torch.Tensor, speakers: int, per_speaker: int, rng: np.
 
 
 def train(args: argparse.Namespace) -> dict:
+    if not 0.0 < args.threshold_false_alarm < 1.0:
+        raise ValueError(f"--threshold-false-alarm must be between 0 and 1, not {args.threshold_false_alarm}")
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     torch.set_num_threads(args.threads)
@@ -243,7 +245,10 @@ def train(args: argparse.Namespace) -> dict:
             atomic_write_bytes(checkpoint, buffer.getvalue())  # a kill mid-save keeps the previous checkpoint
     net.eval()
     embedder = Embedder(net, settings)
-    result = {"steps": args.steps, "seed": args.seed, "train_speakers": len(data.speakers),
+    # the model's detection threshold, fixed here from validation windows (never from a stream's scores)
+    threshold = threshold_at_false_alarm(net_window_trials(net, val.features, val.labels)[1], args.threshold_false_alarm)
+    result = {"threshold": round(threshold, 4), "threshold_false_alarm": args.threshold_false_alarm,
+              "steps": args.steps, "seed": args.seed, "train_speakers": len(data.speakers),
               "val_speakers": len(val.speakers), "val_eer": log[-1]["val_eer"] if log else None,
               "architecture": dataclasses.asdict(architecture), "mine_outside": args.mine_outside, "mining": args.mining,
               "init": str(args.init) if args.init else None, "memory": args.memory,
@@ -280,6 +285,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", metavar="resemblyzer|MODEL",
                         help="distil from this speaker encoder as well (training only; 'resemblyzer' needs the peer extra)")
     parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (default 1)")
+    parser.add_argument("--threshold-false-alarm", type=float, default=0.02, metavar="RATE",
+                        help="the model's detection threshold lets this share of validation impostor windows through")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--threads", type=int, default=2)
 
