@@ -11,7 +11,7 @@ from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.training.augment import augment, telephone
 from voicewatch.training.distill import distill_loss, teacher_targets
 from voicewatch.training.evaluate import eer, min_dcf, window_trials
-from voicewatch.training.train import batch_all, batch_hard, mine_outside, origin_of_labels, triplet_terms
+from voicewatch.training.train import batch_all, batch_hard, mine_outside, triplet_terms
 
 
 def unit(*rows: list[float]) -> torch.Tensor:
@@ -49,14 +49,6 @@ def test_mining_outside_the_batch_picks_the_most_similar_window_of_another_speak
     pool = unit([0.9, 0.1, 0], [1, 0, 0], [0, 0.95, 0.05], [0.5, 0.5, 0])
     pool_labels = torch.tensor([7, 0, 1, 3])  # row 1 is anchor 0's own speaker: never a negative for it
     assert mine_outside(anchors, torch.tensor([0, 1]), pool, pool_labels).tolist() == [0, 3]
-
-
-def test_speed_perturbed_pseudo_speakers_share_their_recorded_voice_as_origin() -> None:
-    origins = origin_of_labels(["a", "a@0.88", "b", "a@1.12", "~music"])
-    assert origins.tolist() == [0, 0, 2, 0, 4]
-    anchors, pool = unit([1, 0]), unit([0.99, 0.1], [0.9, 0.4])
-    pool_labels = torch.tensor([1, 2])  # label 1 is "a@0.88": the anchor's own voice sped up
-    assert int(mine_outside(anchors, origins[torch.tensor([0])], pool, origins[pool_labels])[0]) == 1
 
 
 def test_eer_and_min_dcf_on_known_scores() -> None:

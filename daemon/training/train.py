@@ -4,8 +4,7 @@ Loss per anchor, margin 0.3 (the customer's notes): `max(0, m + cos(a, n) − co
 - batch-hard mining inside a P×K batch (hardest positive, hardest negative), and
 - hard negatives mined **outside** the batch: a pool of other windows' embeddings, refreshed every
   `--pool-every` steps, is scored against all anchors with one matrix product; each anchor's worst
-  violator of another voice (not a speed-perturbed copy of its own) is embedded afresh and adds a
-  second triplet term.
+  violator of another speaker is embedded afresh and adds a second triplet term.
 Features are computed once per window and augmentation (noise and music beds at 0–20 dB SNR,
 telephone band, speed-perturbed pseudo-speakers) is baked into several copies of each window.
 With `--teacher`, every copy is also pulled towards a teacher's embedding of the clean window
@@ -145,13 +144,6 @@ def mine_outside(anchors: torch.Tensor, anchor_labels: torch.Tensor, pool: torch
     return sims.argmax(dim=1)
 
 
-def origin_of_labels(speakers: list[str]) -> torch.Tensor:
-    """Per label, the index of the recorded voice it comes from (`name@speed` pseudo-speakers share it)."""
-    names = [speaker.split("@")[0] for speaker in speakers]
-    first = {name: index for index, name in reversed(list(enumerate(names)))}
-    return torch.tensor([first[name] for name in names])
-
-
 def sample_batch(labels: torch.Tensor, speakers: int, per_speaker: int, rng: np.random.Generator) -> torch.Tensor:
     chosen = rng.choice(int(labels.max()) + 1, size=speakers, replace=False)
     rows = []
@@ -173,7 +165,6 @@ def train(args: argparse.Namespace) -> dict:
     data = build_windows(args.corpus, "train", settings, args.copies, args.seed, speeds=(1.0, 0.88, 1.12),
                          teacher=teacher)
     val = build_windows(args.corpus, "val", settings, 2, args.seed + 1)
-    origins = origin_of_labels(data.speakers)
     net = EmbedderNet(settings.n_mels, architecture)
     if args.init is not None:
         from voicewatch.training.pretrain import load_encoder
@@ -212,8 +203,7 @@ def train(args: argparse.Namespace) -> dict:
             embeddings, labels, args.margin)
         loss = inside
         if args.mine_outside:
-            # a speed-perturbed copy of the anchor's own voice is no negative worth mining: same person
-            negatives_rows = pool_rows[mine_outside(embeddings.detach(), origins[labels], pool, origins[pool_labels])]
+            negatives_rows = pool_rows[mine_outside(embeddings.detach(), labels, pool, pool_labels)]
             negatives = net(data.features[negatives_rows].float())
             same = labels[:, None] == labels[None, :]
             sims = embeddings @ embeddings.T
