@@ -30,7 +30,7 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     assert "conv blocks initialised from" in trained.stderr
     loaded = Embedder.load(model, device="cpu")
     assert loaded.net.architecture.channels == (32, 32)
-    assert loaded.threshold == result["threshold"] and result["threshold_false_alarm"] == 0.02  # fixed from validation
+    assert loaded.threshold == result["threshold"] and result["threshold_false_alarm"] == 0.05  # fixed from validation
     student = tmp_path / "student.safetensors"
     distilled = run_cli("train", "--corpus", str(corpus), "--out", str(student), "--teacher", str(model),
                         "--channels", "16,16", "--embedding-dim", "8", "--steps", "2", "--batch-speakers", "3",

@@ -275,7 +275,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", metavar="resemblyzer|MODEL",
                         help="distil from this speaker encoder as well (training only; 'resemblyzer' needs the peer extra)")
     parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (default 1)")
-    parser.add_argument("--threshold-false-alarm", type=float, default=0.02, metavar="RATE",
+    parser.add_argument("--threshold-false-alarm", type=float, default=0.05, metavar="RATE",
                         help="the model's detection threshold lets this share of validation impostor windows through")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--threads", type=int, default=2)

@@ -160,7 +160,8 @@ def flite_speakers(out: Path, per_speaker: int) -> list[dict]:
 
 
 def build(out: Path, cache: Path, per_speaker: int = 12) -> dict:
-    entries = klettres_speakers(cache, out) + tuxpaint_speakers(cache, out) + flite_speakers(out, per_speaker) + espeak_speakers(out, per_speaker)
+    entries = (klettres_speakers(cache, out) + tuxpaint_speakers(cache, out) + flite_speakers(out, per_speaker)
+               + espeak_speakers(out, per_speaker))
     manifest = {"rate": RATE, "speakers": entries,
                 "note": "validation speakers are held out of training; reserved evaluation packages are never used"}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
