@@ -28,9 +28,9 @@ from voicewatch.shipped import ASSETS, DEMO_BANK, DEMO_ENROLL, DEMO_RECORDING, D
 
 _LOG = logging.getLogger(__name__)
 RATE = 16000
-CAST = {"alice": "klettres-es", "bob": "klettres-ru", "carol": "klettres-it"}
+CAST = {"alice": "klettres-es", "bob": "klettres-en", "carol": "klettres-fr"}
 ENROLLED = ("alice",)
-COHORT = ("klettres-fr", "klettres-en")
+COHORT = ("klettres-ru", "klettres-it")
 LAYOUT = [1.0, ("alice", 14.0), ("carol", 12.0), 1.0, ("bob", 12.0), ("alice", 12.0), ("carol", 8.0),
           ("bob", 8.0), ("alice", 10.0), 1.0]
 """Seconds of silence, or (speaker, seconds of speech), in order."""
