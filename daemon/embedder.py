@@ -133,7 +133,10 @@ class Embedder:
             settings = FeatureSettings(**json.loads(meta["features"]))
             net = EmbedderNet(settings.n_mels, architecture)
             net.load_state_dict(state)
-            threshold = float(json.loads(meta.get("info", "{}")).get("threshold") or DEFAULT_THRESHOLD)
+            info = json.loads(meta.get("info", "{}"))
+            if not isinstance(info, dict):
+                raise ValueError(f"info is {type(info).__name__}, not an object")
+            threshold = float(DEFAULT_THRESHOLD if info.get("threshold") is None else info["threshold"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path} does not describe a valid embedder: {exc}") from None
         if not -1.0 <= threshold <= 1.0:

@@ -52,22 +52,26 @@ class Clip:
     """Standard deviation of the speech frames' levels (dB): low for music and steady sounds."""
 
 
-def speech_mask(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Per 30 ms frame: True where the level is within 35 dB of the clip's loudest frames and above -55 dBFS."""
+def frame_power(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Mean square of each whole 30 ms frame."""
     size = max(1, round(FRAME_S * rate))
     count = len(samples) // size
-    if count == 0:
+    return np.mean(samples[: count * size].reshape(count, size) ** 2, axis=1)
+
+
+def speech_mask(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Per 30 ms frame: True where the level is within 35 dB of the clip's loudest frames and above -55 dBFS."""
+    power = frame_power(samples, rate)
+    if len(power) == 0:
         return np.zeros(0, dtype=bool)
-    rms = np.sqrt(np.mean(samples[: count * size].reshape(count, size) ** 2, axis=1) + 1e-12)
+    rms = np.sqrt(power + 1e-12)
     reference = np.percentile(rms, 95)
     return (rms > reference * 10 ** (-35 / 20)) & (rms > 10 ** (-55 / 20))
 
 
 def frame_levels_db(samples: np.ndarray, rate: int) -> np.ndarray:
     """Level of each 30 ms frame in dBFS."""
-    size = max(1, round(FRAME_S * rate))
-    count = len(samples) // size
-    return 10 * np.log10(np.mean(samples[: count * size].reshape(count, size) ** 2, axis=1) + 1e-12)
+    return 10 * np.log10(frame_power(samples, rate) + 1e-12)
 
 
 def load_clip(path: str | os.PathLike[str], rate: int) -> Clip:
@@ -81,7 +85,7 @@ def load_clip(path: str | os.PathLike[str], rate: int) -> Clip:
     size = round(FRAME_S * rate)
     first, last = np.flatnonzero(mask)[[0, -1]]
     trimmed = mono[first * size : (last + 1) * size]
-    spread = float(frame_levels_db(mono, rate)[: len(mask)][mask].std())
+    spread = float(frame_levels_db(mono, rate)[mask].std())
     return Clip(str(path), np.ascontiguousarray(trimmed, dtype=np.float32), float(mask.sum() * FRAME_S),
                 float(mask.mean()), spread)
 

@@ -32,9 +32,17 @@ def test_a_model_carries_the_threshold_chosen_for_it_else_the_notes_0_7(embedder
     assert Embedder.load(tmp_path / "plain.safetensors", device="cpu").threshold == 0.7
     embedder.save(tmp_path / "calibrated.safetensors", extra={"threshold": 0.81})
     assert Embedder.load(tmp_path / "calibrated.safetensors", device="cpu").threshold == 0.81
+    embedder.save(tmp_path / "zero.safetensors", extra={"threshold": 0.0})
+    assert Embedder.load(tmp_path / "zero.safetensors", device="cpu").threshold == 0.0  # a value, not "missing"
     embedder.save(tmp_path / "bad.safetensors", extra={"threshold": 3.0})
     with pytest.raises(CheckpointError, match="threshold 3.0"):
         Embedder.load(tmp_path / "bad.safetensors", device="cpu")
+    state = safetensors.torch.load_file(str(tmp_path / "plain.safetensors"))
+    with safetensors.safe_open(str(tmp_path / "plain.safetensors"), "pt") as handle:
+        meta = handle.metadata()
+    safetensors.torch.save_file(state, str(tmp_path / "odd_info"), metadata={**meta, "info": "[0.8]"})
+    with pytest.raises(CheckpointError, match="not describe a valid embedder"):
+        Embedder.load(tmp_path / "odd_info", device="cpu")
 
 
 @pytest.mark.parametrize("rate", [8000, 22050, 48000])

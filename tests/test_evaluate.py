@@ -126,6 +126,16 @@ def test_eval_needs_one_kind_of_input() -> None:
     assert result.returncode == 2 and "give --corpus DIR, or --rttm TRUTH --bank BANK FILE" in result.stderr
 
 
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--threshold", "1.5", "--threshold must be a cosine score from -1 to 1"),
+    ("--cohort-quantile", "99", "--cohort-quantile must be from 0 to 1"),
+    ("--as-norm-top-k", "0", "--as-norm-top-k must be 1 or more"),
+])
+def test_out_of_range_settings_are_refused_before_any_work(corpus: Path, option: str, value: str, message: str) -> None:
+    result = run_cli("eval", "--corpus", str(corpus), option, value, timeout=120)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_missing_peer_or_corpus_is_a_clear_error(corpus: Path, tmp_path: Path) -> None:
     code = "import sys; sys.modules['resemblyzer'] = None; from voicewatch.cli import main; sys.exit(main(sys.argv[1:]))"
     result = subprocess.run([sys.executable, "-c", code, "eval", "--corpus", str(corpus), "--peer", "resemblyzer"],

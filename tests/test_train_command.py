@@ -39,6 +39,9 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     assert distilled.returncode == 0, distilled.stderr
     assert json.loads(distilled.stdout)["teacher"] == str(model)
     assert Embedder.load(student, device="cpu").dim == 8  # the teacher's head is not part of the student
+    resumed = run_cli("train", "--corpus", str(corpus), "--out", str(student), "--resume", "--channels", "16,16",
+                      "--embedding-dim", "8", "--steps", "3", "--threads", "1", timeout=600)  # no --teacher this time
+    assert resumed.returncode == 2 and "was trained with another --teacher setting" in resumed.stderr
     no_teacher = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "y.safetensors"), "--teacher",
                          str(tmp_path / "missing.safetensors"), "--steps", "1", "--threads", "1", timeout=600)
     assert no_teacher.returncode == 2 and "neither 'resemblyzer' nor a model file" in no_teacher.stderr

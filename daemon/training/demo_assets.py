@@ -3,9 +3,9 @@
 From three held-out (validation) human voices of the corpus: a recording with known ground truth,
 enrollment clips that do not occur in the recording, and a bank enrolled from them with the shipped
 model. The bank keeps the threshold the model carries (fixed on validation windows when it was
-trained, before looking at the demo); `--impostor-quantile Q` instead sets per-speaker thresholds at that quantile of the scores
-of a cohort of other held-out voices (never the demo itself). The cohort's score quantiles are
-printed either way.
+trained, before looking at the demo); `--impostor-quantile Q` instead sets per-speaker thresholds
+at that quantile of the scores of a cohort of other held-out voices (never the demo itself). The
+cohort's score quantiles are printed either way.
 """
 
 from __future__ import annotations

@@ -434,6 +434,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --corpus DIR, or --rttm TRUTH --bank BANK FILE…")
     if args.rttm is not None and (args.bank is None or not args.files):
         raise ValueError("--rttm needs --bank and at least one FILE")
+    if args.threshold is not None and not -1.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold must be a cosine score from -1 to 1, not {args.threshold}")
+    if not 0.0 <= args.cohort_quantile <= 1.0:
+        raise ValueError(f"--cohort-quantile must be from 0 to 1, not {args.cohort_quantile}")
+    if args.as_norm_top_k < 1:
+        raise ValueError(f"--as-norm-top-k must be 1 or more, not {args.as_norm_top_k}")
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     embedder = Embedder.load(args.model, device="cpu")
     if args.threshold is None:

@@ -156,6 +156,8 @@ def sample_batch(labels: torch.Tensor, speakers: int, per_speaker: int, rng: np.
 def train(args: argparse.Namespace) -> dict:
     if not 0.0 < args.threshold_false_alarm < 1.0:
         raise ValueError(f"--threshold-false-alarm must be between 0 and 1, not {args.threshold_false_alarm}")
+    if args.distill_weight < 0:
+        raise ValueError(f"--distill-weight must be 0 or more, not {args.distill_weight}")
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     torch.set_num_threads(args.threads)
@@ -181,7 +183,11 @@ def train(args: argparse.Namespace) -> dict:
     if args.resume and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=True)
         net.load_state_dict(state["net"])
-        head.load_state_dict(state["head"])
+        try:
+            head.load_state_dict(state.get("head", {}))
+        except RuntimeError:  # a head of another teacher, or none where one is expected
+            raise ValueError(f"{checkpoint} was trained with another --teacher setting (its distillation head does not "
+                             "fit); resume with the teacher it was trained with, or start afresh without --resume") from None
         optimiser.load_state_dict(state["optimiser"])
         start_step = int(state["step"])
         _LOG.info("resumed at step %d", start_step)
