@@ -2,10 +2,13 @@
 
 Real voices come from `klettres-data` (KDE's alphabet tutor: each language's letters and
 syllables, recorded by one person per language) and `tuxpaint-stamps-default` (Tux Paint's spoken
-stamp descriptions: a word or two each, one volunteer per language), synthetic ones from
-`espeak-ng` voice variants and `flite` voices. Needs the Debian packages `espeak-ng` and `flite`
-installed and `apt-get download` working; the data packages are only downloaded and unpacked,
-never installed.
+stamp descriptions: a word or two each, one volunteer per language) and `gcin-voice` (every Mandarin
+syllable, recorded by each of two people) and `codec2-examples` (the speech samples of the Codec 2
+project: radio amateurs on the air, 8 kHz), synthetic ones from `espeak-ng` voice variants, `flite`
+voices and Festival's voices (`festvox-*`: diphone, unit-selection and HTS voices each built from one
+person's recordings). Needs the Debian packages `espeak-ng`, `flite`, `festival` and the voices of
+FESTIVAL_PACKAGES installed and `apt-get download` working; the data packages are only downloaded
+and unpacked, never installed.
 
 Never used, for anything: `asterisk-*`, `ktuberling-data`, `gcompris-qt-data` (reserved for an
 independent evaluation).
@@ -52,6 +55,29 @@ ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "
                    "edward", "grandma", "grandpa", "gustave", "john", "linda", "max", "michel", "norbert", "paul")
 ESPEAK_LANGUAGES = ("en", "de", "fr", "es", "it")
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+GCIN_SPEAKERS = {"3": "GPL-3 or LGPL-3", "5": "CC-BY-3.0"}
+"""`gcin-voice` holds each syllable twice: `3.ogg` (Edward Der-Hua Liu) and `5.ogg` (Chu Lo for the
+ChionMeilin project); Resemblyzer puts the two 0.43 apart and each consistent with itself. Both are
+validation voices (with KLETTRES_VALIDATION): seven held-out people make steadier figures than five."""
+GCIN_SYLLABLES_PER_CLIP = 6
+CODEC2_SAMPLES = ("ve9qrp", "vk2tpm_004", "vk5qi", "david4")
+"""Codec 2's samples with at least 13 s of one voice (112, 35, 13.5 and 30 s; Resemblyzer puts them
+0.40–0.73 apart); the shorter ones are a few seconds each."""
+FESTIVAL_VOICES = {
+    "kal_diphone": ("festvox-kallpc16k", "BSD-like (CMU/Edinburgh)"),
+    "ked_diphone": ("festvox-kdlpc16k", "BSD-like (CMU/Edinburgh)"),
+    "cmu_us_slt_arctic_hts": ("festvox-us-slt-hts", "BSD-like (CMU)"),
+    "lp_diphone": ("festvox-italp16k", "GPL-2+"), "pc_diphone": ("festvox-itapc16k", "GPL-2+"),
+    "msu_ru_nsh_clunits": ("festvox-ru", "BSD-like"),
+    "czech_dita": ("festvox-czech-dita", "GPL-3+"), "czech_krb": ("festvox-czech-krb", "GPL-3+"),
+    "czech_machac": ("festvox-czech-machac", "GPL-3+"), "czech_ph": ("festvox-czech-ph", "GPL-3+"),
+    "suo_fi_lj_diphone": ("festvox-suopuhe-lj", "LGPL-2+"), "hy_fi_mv_diphone": ("festvox-suopuhe-mv", "LGPL-2+"),
+    "upc_ca_ona_hts": ("festvox-ca-ona-hts", "LGPL-2.1+"), "hindi_NSK_diphone": ("festvox-hi-nsk", "GPL-2+")}
+"""Festival voice → (its Debian package, licence). One per person: the Marathi and Telugu NSK voices are the Hindi
+one's speaker (Resemblyzer cosine 0.99), so only the Hindi voice is used."""
+FESTIVAL_PACKAGES = ("festival",) + tuple(package for package, _ in FESTIVAL_VOICES.values())
+HINDI_WORDS = ("नमस्ते", "आज", "मौसम", "अच्छा", "है", "और", "समाचार", "रेडियो", "पर", "सुनिए", "शहर", "बारिश", "सुबह", "शाम",
+               "लोग", "सरकार", "खेल", "पानी", "दिन", "रात", "बाज़ार", "गाड़ी", "किताब", "घर", "देश", "नया", "पुराना", "बहुत")
 
 
 def fetch_package(name: str, into: Path) -> Path:
@@ -126,6 +152,55 @@ def tuxpaint_speakers(cache: Path, out: Path) -> list[dict]:
     return entries
 
 
+def gcin_speakers(cache: Path, out: Path) -> list[dict]:
+    root = fetch_package("gcin-voice", cache) / "usr/share/gcin-voice/ogg"
+    entries = []
+    for take, licence in GCIN_SPEAKERS.items():
+        syllables = sorted(root.glob(f"*/{take}.ogg"))
+        random.Random(take).shuffle(syllables)
+        clips = [np.concatenate([to_model_rate(s) for s in syllables[start:start + GCIN_SYLLABLES_PER_CLIP]])
+                 for start in range(0, len(syllables), GCIN_SYLLABLES_PER_CLIP)]
+        speaker = f"gcin-{take}"
+        files = write_speaker(out, speaker, clips)
+        entries.append({"speaker": speaker, "kind": "human", "package": "gcin-voice", "licence": licence,
+                        "split": "val", "files": files})
+        _LOG.info("%s: %d clips of %d syllables", speaker, len(files), GCIN_SYLLABLES_PER_CLIP)
+    return entries
+
+
+def codec2_speakers(cache: Path, out: Path) -> list[dict]:
+    root = fetch_package("codec2-examples", cache) / "usr/share/codec2/wav"
+    entries = []
+    for sample in CODEC2_SAMPLES:
+        speaker = f"codec2-{sample}"
+        recording = to_model_rate(root / f"{sample}.wav")
+        files = write_speaker(out, speaker, np.array_split(recording, max(1, len(recording) // (5 * RATE))))
+        entries.append({"speaker": speaker, "kind": "human", "package": "codec2-examples", "licence": "LGPL-2.1",
+                        "split": "train", "files": files})
+    return entries
+
+
+def festival_speakers(out: Path, per_speaker: int) -> list[dict]:
+    entries = []
+    for voice, (package, licence) in FESTIVAL_VOICES.items():
+        speaker = f"festival-{voice}"
+        seed = zlib.crc32(speaker.encode())
+        texts = (sentences(per_speaker, seed) if "NSK" not in voice else
+                 [" ".join(random.Random(seed + n).choices(HINDI_WORDS, k=12)) for n in range(per_speaker)])
+        clips = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for index, text in enumerate(texts):
+                txt, wav = Path(tmp) / f"{index}.txt", Path(tmp) / f"{index}.wav"
+                txt.write_text(text, encoding="utf-8")
+                subprocess.run(["text2wave", "-eval", f"(voice_{voice})", "-o", str(wav), str(txt)], check=True,
+                               capture_output=True)
+                clips.append(to_model_rate(wav))
+        files = write_speaker(out, speaker, clips)
+        entries.append({"speaker": speaker, "kind": "synthetic", "package": package, "licence": licence,
+                        "split": "train", "files": files})
+    return entries
+
+
 def espeak_speakers(out: Path, per_speaker: int) -> list[dict]:
     entries = []
     for language in ESPEAK_LANGUAGES:
@@ -160,7 +235,8 @@ def flite_speakers(out: Path, per_speaker: int) -> list[dict]:
 
 
 def build(out: Path, cache: Path, per_speaker: int = 12) -> dict:
-    entries = (klettres_speakers(cache, out) + tuxpaint_speakers(cache, out) + flite_speakers(out, per_speaker)
+    entries = (klettres_speakers(cache, out) + tuxpaint_speakers(cache, out) + gcin_speakers(cache, out)
+               + codec2_speakers(cache, out) + flite_speakers(out, per_speaker) + festival_speakers(out, per_speaker)
                + espeak_speakers(out, per_speaker))
     manifest = {"rate": RATE, "speakers": entries,
                 "note": "validation speakers are held out of training; reserved evaluation packages are never used"}
