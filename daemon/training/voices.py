@@ -7,8 +7,8 @@ syllable, recorded by each of two people) and `codec2-examples` (the speech samp
 project: radio amateurs on the air, 8 kHz), synthetic ones from `espeak-ng` voice variants, `flite`
 voices and Festival's voices (`festvox-*`: diphone, unit-selection and HTS voices each built from one
 person's recordings). Needs the Debian packages `espeak-ng`, `flite`, `festival` and the voices of
-FESTIVAL_PACKAGES installed and `apt-get download` working; the data packages are only downloaded
-and unpacked, never installed.
+FESTIVAL_VOICES installed (a missing one stops the build before anything is written) and `apt-get
+download` working; the data packages are only downloaded and unpacked, never installed.
 
 Never used, for anything: `asterisk-*`, `ktuberling-data`, `gcompris-qt-data` (reserved for an
 independent evaluation).
@@ -21,9 +21,12 @@ import json
 import logging
 import random
 import re
+import shutil
 import subprocess
+import sys
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +76,26 @@ FESTIVAL_VOICES = {
     "czech_machac": ("festvox-czech-machac", "GPL-3+"), "czech_ph": ("festvox-czech-ph", "GPL-3+"),
     "suo_fi_lj_diphone": ("festvox-suopuhe-lj", "LGPL-2+"), "hy_fi_mv_diphone": ("festvox-suopuhe-mv", "LGPL-2+"),
     "upc_ca_ona_hts": ("festvox-ca-ona-hts", "LGPL-2.1+"), "hindi_NSK_diphone": ("festvox-hi-nsk", "GPL-2+")}
+FESTIVAL_VOICE_DIR = Path("/usr/share/festival/voices")
 """Festival voice → (its Debian package, licence). One per person: the Marathi and Telugu NSK voices are the Hindi
 one's speaker (Resemblyzer cosine 0.99), so only the Hindi voice is used."""
-FESTIVAL_PACKAGES = ("festival",) + tuple(package for package, _ in FESTIVAL_VOICES.values())
 HINDI_WORDS = ("नमस्ते", "आज", "मौसम", "अच्छा", "है", "और", "समाचार", "रेडियो", "पर", "सुनिए", "शहर", "बारिश", "सुबह", "शाम",
                "लोग", "सरकार", "खेल", "पानी", "दिन", "रात", "बाज़ार", "गाड़ी", "किताब", "घर", "देश", "नया", "पुराना", "बहुत")
+NATIVE_WORDS = {"hindi_NSK_diphone": HINDI_WORDS}
+"""Festival voices that read only their own script; the others read the Latin words of `sentences`."""
+TOOLS = {"apt-get": "apt", "dpkg-deb": "dpkg", "espeak-ng": "espeak-ng", "flite": "flite", "text2wave": "festival"}
+"""Programs the builder runs → the Debian package that provides each."""
+
+
+class CorpusError(Exception):
+    """The corpus cannot be built here; the message says what to install or what failed."""
+
+
+def missing_packages() -> list[str]:
+    """Debian packages the builder needs and this machine lacks (programs and Festival voices)."""
+    missing = [package for tool, package in TOOLS.items() if shutil.which(tool) is None]
+    return missing + [package for voice, (package, _) in FESTIVAL_VOICES.items()
+                      if not any(FESTIVAL_VOICE_DIR.glob(f"*/{voice}"))]
 
 
 def fetch_package(name: str, into: Path) -> Path:
@@ -88,10 +106,31 @@ def fetch_package(name: str, into: Path) -> Path:
     if target.exists():
         return target
     into.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["apt-get", "download", name], cwd=into, check=True, capture_output=True)
+    run_tool(["apt-get", "download", name], cwd=into)
     deb = next(into.glob(f"{name}_*.deb"))
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(target)], check=True)
+    run_tool(["dpkg-deb", "-x", str(deb), str(target)])
     return target
+
+
+def run_tool(argv: list[str], **kwargs: object) -> None:
+    try:
+        subprocess.run(argv, check=True, capture_output=True, **kwargs)
+    except subprocess.CalledProcessError as exc:
+        detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-3:]
+        raise CorpusError(f"{' '.join(argv)} failed (exit {exc.returncode}): {' / '.join(detail) or 'no message'}") from None
+
+
+def synthesise(texts: list[str], argv: Callable[[str, Path, Path], list[str]]) -> list[np.ndarray]:
+    """Each text through a synthesiser's command line, `argv(text, text file, WAV file to write)`, at the
+    model rate."""
+    clips = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for index, text in enumerate(texts):
+            text_file, wav = Path(tmp) / f"{index}.txt", Path(tmp) / f"{index}.wav"
+            text_file.write_text(text, encoding="utf-8")
+            run_tool(argv(text, text_file, wav))
+            clips.append(to_model_rate(wav))
+    return clips
 
 
 def sentences(count: int, seed: int) -> list[str]:
@@ -185,16 +224,11 @@ def festival_speakers(out: Path, per_speaker: int) -> list[dict]:
     for voice, (package, licence) in FESTIVAL_VOICES.items():
         speaker = f"festival-{voice}"
         seed = zlib.crc32(speaker.encode())
-        texts = (sentences(per_speaker, seed) if "NSK" not in voice else
-                 [" ".join(random.Random(seed + n).choices(HINDI_WORDS, k=12)) for n in range(per_speaker)])
-        clips = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for index, text in enumerate(texts):
-                txt, wav = Path(tmp) / f"{index}.txt", Path(tmp) / f"{index}.wav"
-                txt.write_text(text, encoding="utf-8")
-                subprocess.run(["text2wave", "-eval", f"(voice_{voice})", "-o", str(wav), str(txt)], check=True,
-                               capture_output=True)
-                clips.append(to_model_rate(wav))
+        words = NATIVE_WORDS.get(voice)
+        texts = (sentences(per_speaker, seed) if words is None else
+                 [" ".join(random.Random(seed + n).choices(words, k=12)) for n in range(per_speaker)])
+        clips = synthesise(texts, lambda _, text_file, wav, voice=voice: [
+            "text2wave", "-eval", f"(voice_{voice})", "-o", str(wav), str(text_file)])
         files = write_speaker(out, speaker, clips)
         entries.append({"speaker": speaker, "kind": "synthetic", "package": package, "licence": licence,
                         "split": "train", "files": files})
@@ -206,12 +240,9 @@ def espeak_speakers(out: Path, per_speaker: int) -> list[dict]:
     for language in ESPEAK_LANGUAGES:
         for variant in ESPEAK_VARIANTS[:: 1 if language == "en" else 3]:
             speaker = f"espeak-{language}-{variant}"
-            clips = []
-            with tempfile.TemporaryDirectory() as tmp:
-                for index, text in enumerate(sentences(per_speaker, zlib.crc32(speaker.encode()))):
-                    wav = Path(tmp) / f"{index}.wav"
-                    subprocess.run(["espeak-ng", "-v", f"{language}+{variant}", "-w", str(wav), text], check=True)
-                    clips.append(to_model_rate(wav))
+            texts = sentences(per_speaker, zlib.crc32(speaker.encode()))
+            clips = synthesise(texts, lambda text, _, wav, v=f"{language}+{variant}": [
+                "espeak-ng", "-v", v, "-w", str(wav), text])
             files = write_speaker(out, speaker, clips)
             entries.append({"speaker": speaker, "kind": "synthetic", "package": "espeak-ng", "licence": "GPL-3+",
                             "split": "train", "files": files})
@@ -222,12 +253,8 @@ def flite_speakers(out: Path, per_speaker: int) -> list[dict]:
     entries = []
     for voice in FLITE_VOICES:
         speaker = f"flite-{voice}"
-        clips = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for index, text in enumerate(sentences(per_speaker, zlib.crc32(speaker.encode()))):
-                wav = Path(tmp) / f"{index}.wav"
-                subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(wav)], check=True)
-                clips.append(to_model_rate(wav))
+        clips = synthesise(sentences(per_speaker, zlib.crc32(speaker.encode())), lambda text, _, wav, voice=voice: [
+            "flite", "-voice", voice, "-t", text, "-o", str(wav)])
         files = write_speaker(out, speaker, clips)
         entries.append({"speaker": speaker, "kind": "synthetic", "package": "flite", "licence": "BSD-like (CMU)",
                         "split": "train", "files": files})
@@ -235,6 +262,10 @@ def flite_speakers(out: Path, per_speaker: int) -> list[dict]:
 
 
 def build(out: Path, cache: Path, per_speaker: int = 12) -> dict:
+    missing = missing_packages()
+    if missing:  # before anything is downloaded or written
+        raise CorpusError(f"missing Debian packages: {' '.join(missing)} (apt-get install -y {' '.join(missing)}; "
+                          "docs/training.md)")
     entries = (klettres_speakers(cache, out) + tuxpaint_speakers(cache, out) + gcin_speakers(cache, out)
                + codec2_speakers(cache, out) + flite_speakers(out, per_speaker) + festival_speakers(out, per_speaker)
                + espeak_speakers(out, per_speaker))
@@ -250,8 +281,14 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("corpus-cache"))
     parser.add_argument("--per-speaker", type=int, default=12, help="synthesised sentences per synthetic voice")
     args = parser.parse_args()
+    if args.per_speaker < 1:
+        parser.error(f"--per-speaker must be 1 or more, not {args.per_speaker}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    manifest = build(args.out, args.cache, args.per_speaker)
+    try:
+        manifest = build(args.out, args.cache, args.per_speaker)
+    except CorpusError as exc:
+        print(f"voicewatch corpus: {exc}", file=sys.stderr)
+        sys.exit(2)
     print(f"{len(manifest['speakers'])} speakers → {args.out}/manifest.json")
 
 
