@@ -1,6 +1,6 @@
 """`voicewatch pretrain` then `voicewatch train --init --memory`, then a smaller student distilled from
-that model (`--teacher`): the whole training path runs on a tiny corpus and writes models the product
-loads."""
+an ensemble of that model and itself (`--teacher A,B`): the whole training path runs on a tiny corpus
+and writes models the product loads."""
 
 from __future__ import annotations
 
@@ -32,13 +32,18 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     assert loaded.net.architecture.channels == (32, 32)
     assert loaded.threshold == result["threshold"] and result["threshold_false_alarm"] == 0.05  # fixed from validation
     student = tmp_path / "student.safetensors"
-    distilled = run_cli("train", "--corpus", str(corpus), "--out", str(student), "--teacher", str(model),
-                        "--channels", "16,16", "--embedding-dim", "8", "--steps", "2", "--batch-speakers", "3",
-                        "--batch-per-speaker", "2", "--copies", "2", "--pool", "32", "--eval-every", "2",
-                        "--threads", "1", timeout=600)
+    ensemble = f"{model},{model}"
+    distil = ("train", "--corpus", str(corpus), "--out", str(student), "--teacher", ensemble, "--channels", "16,16",
+              "--embedding-dim", "8", "--steps", "2", "--batch-speakers", "3", "--batch-per-speaker", "2",
+              "--copies", "2", "--pool", "32", "--eval-every", "2", "--threads", "1",
+              "--window-cache", str(tmp_path / "windows"))
+    distilled = run_cli(*distil, timeout=600)
     assert distilled.returncode == 0, distilled.stderr
-    assert json.loads(distilled.stdout)["teacher"] == str(model)
+    assert json.loads(distilled.stdout)["teacher"] == ensemble
     assert Embedder.load(student, device="cpu").dim == 8  # the teacher's head is not part of the student
+    assert len(list((tmp_path / "windows").glob("*.pt"))) == 2  # training and validation windows
+    again = run_cli(*distil, timeout=600)
+    assert again.returncode == 0 and again.stderr.count("windows from") == 2, again.stderr
     resumed = run_cli("train", "--corpus", str(corpus), "--out", str(student), "--resume", "--channels", "16,16",
                       "--embedding-dim", "8", "--steps", "3", "--threads", "1", timeout=600)  # no --teacher this time
     assert resumed.returncode == 2 and "was trained with another --teacher setting" in resumed.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,9 +11,10 @@ import torch.nn.functional as F
 
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.training.augment import augment, telephone
-from voicewatch.training.distill import distill_loss, teacher_targets
+from voicewatch.training.distill import distill_loss, load_teacher, teacher_targets
 from voicewatch.training.evaluate import eer, min_dcf, window_trials
-from voicewatch.training.train import batch_all, batch_hard, mine_outside, triplet_terms
+from voicewatch.training.train import Windows, batch_all, batch_hard, mine_outside, triplet_terms
+from voicewatch.training.windowcache import cache_key, cached
 
 
 def unit(*rows: list[float]) -> torch.Tensor:
@@ -105,6 +108,46 @@ def test_teacher_targets_are_embedded_in_batches_in_window_order() -> None:
     targets = teacher_targets(teacher, windows, 16000, batch=2)
     assert teacher.calls == 3 and targets.shape == (5, 2)
     assert torch.allclose(targets, F.normalize(torch.tensor([[float(i), 1.0] for i in range(5)]), dim=1))
+
+
+def test_an_ensemble_teacher_is_its_members_side_by_side_so_its_cosine_is_the_mean_of_theirs(tmp_path: Path) -> None:
+    paths = []
+    for seed, dim in ((0, 8), (1, 4)):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.safetensors")
+        Embedder.create(Architecture((16,), 3, dim)).save(paths[-1])
+    teacher = load_teacher(",".join(map(str, paths)))
+    members = [Embedder.load(p, device="cpu") for p in paths]
+    features = torch.randn(2, 128, 50)
+    joined = teacher.embed_features(features)
+    assert joined.shape == (2, 12) and teacher.dim == 12
+    assert torch.allclose(joined.norm(dim=1), torch.ones(2))
+    member_cosines = [(lambda e: e[0] @ e[1])(m.embed_features(features)) for m in members]
+    assert (joined[0] @ joined[1]).item() == pytest.approx(sum(member_cosines).item() / 2, abs=1e-5)
+    with pytest.raises(ValueError, match="missing.safetensors' is neither 'resemblyzer' nor a model file"):
+        load_teacher(f"{paths[0]},{tmp_path / 'missing.safetensors'}")
+
+
+def test_the_window_cache_builds_once_per_recipe_and_corpus(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "manifest.json").write_text('{"speakers": []}')
+    built = []
+
+    def build() -> Windows:
+        built.append(1)
+        return Windows(torch.randn(3, 128, 10).half(), torch.tensor([0, 0, 1]), ["a", "b"])
+
+    key = cache_key(corpus, split="train", copies=3, seed=1)
+    first = cached(tmp_path / "cache", key, Windows, build)
+    again = cached(tmp_path / "cache", key, Windows, build)
+    assert len(built) == 1 and torch.equal(again.features, first.features) and again.speakers == ["a", "b"]
+    assert again.targets is None
+    assert cache_key(corpus, split="train", copies=3, seed=2) != key
+    (corpus / "manifest.json").write_text('{"speakers": [{"speaker": "new"}]}')
+    assert cache_key(corpus, split="train", copies=3, seed=1) != key
+    cached(None, key, Windows, build)
+    assert len(built) == 2  # no cache folder: always built
 
 
 def test_augmentation_keeps_shape_and_band_limits_the_telephone_copy() -> None:

@@ -30,9 +30,10 @@ from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.enrollment import enrollment_windows, load_clip
 from voicewatch.features import FeatureExtractor, FeatureSettings
 from voicewatch.training.augment import augment, music_bed, noise_bed
-from voicewatch.training.distill import Teacher, distill_loss, load_teacher, teacher_targets
+from voicewatch.training.distill import ModelTeacher, Teacher, distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.evaluate import net_window_trials, threshold_at_false_alarm, window_trials_eer
 from voicewatch.training.memory import Memory
+from voicewatch.training.windowcache import cache_key, cached
 
 _LOG = logging.getLogger(__name__)
 
@@ -164,9 +165,17 @@ def train(args: argparse.Namespace) -> dict:
     settings = FeatureSettings()
     architecture = Architecture(tuple(int(c) for c in args.channels.split(",")), args.kernel_size, args.embedding_dim)
     teacher = load_teacher(args.teacher) if args.teacher else None
-    data = build_windows(args.corpus, "train", settings, args.copies, args.seed, speeds=(1.0, 0.88, 1.12),
-                         teacher=teacher)
-    val = build_windows(args.corpus, "val", settings, 2, args.seed + 1)
+    online = isinstance(teacher, ModelTeacher)  # embeds each batch's own features; others embed clean windows up front
+    if online and teacher.settings != settings:
+        raise ValueError(f"--teacher {args.teacher} was trained on other features than voicewatch train computes")
+    clean_teacher = None if online else teacher
+    train_recipe = {"split": "train", "copies": args.copies, "seed": args.seed, "speeds": (1.0, 0.88, 1.12),
+                    "features": dataclasses.asdict(settings), "teacher": clean_teacher and clean_teacher.name}
+    data = cached(args.window_cache, cache_key(args.corpus, **train_recipe), Windows, lambda: build_windows(
+        args.corpus, "train", settings, args.copies, args.seed, speeds=(1.0, 0.88, 1.12), teacher=clean_teacher))
+    val_recipe = {"split": "val", "copies": 2, "seed": args.seed + 1, "features": dataclasses.asdict(settings)}
+    val = cached(args.window_cache, cache_key(args.corpus, **val_recipe), Windows,
+                 lambda: build_windows(args.corpus, "val", settings, 2, args.seed + 1))
     net = EmbedderNet(settings.n_mels, architecture)
     if args.init is not None:
         from voicewatch.training.pretrain import load_encoder
@@ -203,7 +212,8 @@ def train(args: argparse.Namespace) -> dict:
                 pool, pool_labels, pool_rows = net(data.features[rows].float()), data.labels[rows], rows
             net.train()
         batch = sample_batch(data.labels, args.batch_speakers, args.batch_per_speaker, rng)
-        embeddings = net(data.features[batch].float())
+        features = data.features[batch].float()
+        embeddings = net(features)
         labels = data.labels[batch]
         inside = batch_hard(embeddings, labels, args.margin).mean() if args.mining == "hard" else batch_all(
             embeddings, labels, args.margin)
@@ -218,7 +228,11 @@ def train(args: argparse.Namespace) -> dict:
             outside = triplet_terms(embeddings, embeddings[positive_index], negatives, args.margin)
             loss = loss + outside.mean()
         if teacher is not None:
-            loss = loss + args.distill_weight * distill_loss(head, embeddings, data.targets[batch])
+            targets = teacher.embed_features(features) if online else data.targets[batch]
+            if args.distill_loss == "similarity":
+                loss = loss + args.distill_weight * similarity_loss(embeddings, targets)
+            else:
+                loss = loss + args.distill_weight * distill_loss(head, embeddings, targets)
         if memory is not None:
             loss = loss + args.memory_weight * memory.loss(embeddings, labels, args.margin)
         optimiser.zero_grad()
@@ -278,11 +292,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=int, default=0, metavar="SLOTS",
                         help="train against an external memory of this many keys (Kaiser et al. 2017); 0 = off")
     parser.add_argument("--memory-weight", type=float, default=1.0, help="weight of the memory loss (default 1)")
-    parser.add_argument("--teacher", metavar="resemblyzer|MODEL",
-                        help="distil from this speaker encoder as well (training only; 'resemblyzer' needs the peer extra)")
+    parser.add_argument("--teacher", metavar="resemblyzer|MODEL[,MODEL…]",
+                        help="distil from this speaker encoder as well, or from an ensemble of voicewatch models "
+                             "(training only; 'resemblyzer' needs the peer extra)")
+    parser.add_argument("--distill-loss", choices=("embedding", "similarity"), default="embedding",
+                        help="embedding: 1 − cos(head(student), teacher); similarity: match the teacher's pairwise "
+                             "cosines within the batch (no head)")
     parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (default 1)")
     parser.add_argument("--threshold-false-alarm", type=float, default=0.05, metavar="RATE",
                         help="the model's detection threshold lets this share of validation impostor windows through")
+    parser.add_argument("--window-cache", type=Path, metavar="DIR",
+                        help="keep prepared training windows here and reuse them when corpus and recipe match (~2 GB)")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--threads", type=int, default=2)
 
