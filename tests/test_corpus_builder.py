@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from voicewatch.training.voices import CorpusError, run_tool
+from voicewatch.training.voices import CorpusError, run_tool, synthesise
 
 
 def build_corpus(out: Path, *args: str, path: str) -> subprocess.CompletedProcess[str]:
@@ -37,3 +37,9 @@ def test_a_nonsense_sentence_count_is_refused(tmp_path: Path) -> None:
 def test_a_failing_tool_is_named_with_its_own_message() -> None:
     with pytest.raises(CorpusError, match=r"sh -c .* failed \(exit 3\): no such voice"):
         run_tool(["sh", "-c", "echo 'no such voice' >&2; exit 3"])
+
+
+def test_a_synthesiser_that_exits_cleanly_without_audio_is_an_error_not_a_crash() -> None:
+    with pytest.raises(CorpusError, match="sh wrote no audio: SIOD ERROR: could not open file hindi_phones.scm"):
+        synthesise(["namaste"], lambda _, text_file, wav: ["sh", "-c", "echo 'SIOD ERROR: could not open file "
+                                                          "hindi_phones.scm' >&2; exit 0"])

@@ -82,6 +82,8 @@ one's speaker (Resemblyzer cosine 0.99), so only the Hindi voice is used."""
 HINDI_WORDS = ("नमस्ते", "आज", "मौसम", "अच्छा", "है", "और", "समाचार", "रेडियो", "पर", "सुनिए", "शहर", "बारिश", "सुबह", "शाम",
                "लोग", "सरकार", "खेल", "पानी", "दिन", "रात", "बाज़ार", "गाड़ी", "किताब", "घर", "देश", "नया", "पुराना", "बहुत")
 NATIVE_WORDS = {"hindi_NSK_diphone": HINDI_WORDS}
+FESTIVAL_SUPPORT = {"festival-hi": Path("/usr/share/festival/hindi_scm")}
+"""Festival language packages the voices load (the Hindi voice's phone set; only Recommended by its package)."""
 """Festival voices that read only their own script; the others read the Latin words of `sentences`."""
 TOOLS = {"apt-get": "apt", "dpkg-deb": "dpkg", "espeak-ng": "espeak-ng", "flite": "flite", "text2wave": "festival"}
 """Programs the builder runs → the Debian package that provides each."""
@@ -94,8 +96,9 @@ class CorpusError(Exception):
 def missing_packages() -> list[str]:
     """Debian packages the builder needs and this machine lacks (programs and Festival voices)."""
     missing = [package for tool, package in TOOLS.items() if shutil.which(tool) is None]
-    return missing + [package for voice, (package, _) in FESTIVAL_VOICES.items()
-                      if not any(FESTIVAL_VOICE_DIR.glob(f"*/{voice}"))]
+    missing += [package for voice, (package, _) in FESTIVAL_VOICES.items()
+                if not any(FESTIVAL_VOICE_DIR.glob(f"*/{voice}"))]
+    return missing + [package for package, folder in FESTIVAL_SUPPORT.items() if not folder.is_dir()]
 
 
 def fetch_package(name: str, into: Path) -> Path:
@@ -112,9 +115,10 @@ def fetch_package(name: str, into: Path) -> Path:
     return target
 
 
-def run_tool(argv: list[str], **kwargs: object) -> None:
+def run_tool(argv: list[str], **kwargs: object) -> str:
+    """The tool's stderr; CorpusError with its last lines when it fails."""
     try:
-        subprocess.run(argv, check=True, capture_output=True, **kwargs)
+        return subprocess.run(argv, check=True, capture_output=True, **kwargs).stderr.decode(errors="replace")
     except subprocess.CalledProcessError as exc:
         detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-3:]
         raise CorpusError(f"{' '.join(argv)} failed (exit {exc.returncode}): {' / '.join(detail) or 'no message'}") from None
@@ -128,7 +132,10 @@ def synthesise(texts: list[str], argv: Callable[[str, Path, Path], list[str]]) -
         for index, text in enumerate(texts):
             text_file, wav = Path(tmp) / f"{index}.txt", Path(tmp) / f"{index}.wav"
             text_file.write_text(text, encoding="utf-8")
-            run_tool(argv(text, text_file, wav))
+            complaints = run_tool(argv(text, text_file, wav))
+            if not wav.is_file() or wav.stat().st_size == 0:  # text2wave exits 0 when a voice fails to load
+                said = " / ".join(complaints.strip().splitlines()[-3:]) or "no message"
+                raise CorpusError(f"{argv(text, text_file, wav)[0]} wrote no audio: {said}")
             clips.append(to_model_rate(wav))
     return clips
 
