@@ -177,6 +177,8 @@ class DetectorConfig:
     """Segments shorter than this are never published."""
     min_level_dbfs: float | None = -45.0
     """Windows quieter than this (RMS, dBFS) are never positive: near-silence names no one. null = off."""
+    one_speaker_per_window: bool = True
+    """A window positive for several speakers counts only for the one it passes by the widest margin."""
 
     def validate(self) -> None:
         _check(1 <= self.open_windows <= 100, "detector.open_windows", self.open_windows, "1 to 100")

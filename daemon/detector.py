@@ -1,5 +1,8 @@
 """Window scores → per stream × speaker segments: `start`, `update`, `end`, with hysteresis.
 
+A window is positive for a speaker when its score passes the speaker's threshold, it is not
+near-silent, and (by default) no other speaker's threshold is passed by a wider margin.
+
 A segment begins at the first positive window of a run, is published (`start`) once it has
 `open_windows` positive windows and spans `min_segment_s`, grows with every further positive
 window (`update`), and ends (`end`) after `close_windows` consecutive negative windows — at the
@@ -15,6 +18,18 @@ import numpy as np
 from voicewatch.config import DetectorConfig
 from voicewatch.protocol import Event
 from voicewatch.windows import Window
+
+
+def positive_windows(scores: np.ndarray, thresholds: np.ndarray, levels: np.ndarray, config: DetectorConfig,
+                     ) -> np.ndarray:
+    """[B, S] scores, [S] thresholds, [B] levels → [B, S] which windows name which speakers."""
+    margins = scores - thresholds[None, :]
+    positive = margins > 0
+    if config.min_level_dbfs is not None:
+        positive &= (levels >= config.min_level_dbfs)[:, None]  # near-silence names no one
+    if config.one_speaker_per_window and positive.shape[1] > 1:
+        positive &= margins == margins.max(axis=1, keepdims=True)  # one voice per window: the clearest match
+    return positive
 
 
 @dataclasses.dataclass

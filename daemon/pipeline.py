@@ -17,7 +17,7 @@ import torch
 
 from voicewatch.bank import SpeakerBank
 from voicewatch.config import DetectorConfig
-from voicewatch.detector import Detector
+from voicewatch.detector import Detector, positive_windows
 from voicewatch.embedder import Embedder
 from voicewatch.history import EmbeddingHistory
 from voicewatch.ingest import Item, SourceNotice, StreamBreak
@@ -87,9 +87,7 @@ class Pipeline:
     def decide(self, items: Sequence[Item], scores: np.ndarray, levels: np.ndarray) -> list[Event]:
         """The detector's walk over `items` in order, with the windows' `score` results."""
         windows = [item for item in items if isinstance(item, Window)]
-        positive = scores > self.bank.thresholds().numpy()[None, :]
-        if self.detector.config.min_level_dbfs is not None:
-            positive &= (levels >= self.detector.config.min_level_dbfs)[:, None]  # near-silence names no one
+        positive = positive_windows(scores, self.bank.thresholds().numpy(), levels, self.detector.config)
         names = self.bank.names
         self.windows += len(windows)
         if self.on_scores is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from voicewatch.config import DetectorConfig
-from voicewatch.detector import Detector
+from voicewatch.detector import Detector, positive_windows
 from voicewatch.windows import Window
 
 
@@ -70,3 +70,19 @@ def test_streams_and_speakers_never_mix() -> None:
             events += detector.observe(window, ["a", "b"], np.array(scores), np.array(scores) > 0.5)
     events += detector.close_all()
     assert {(e.stream, e.speaker) for e in events} == {("one", "a"), ("two", "b")}
+
+
+def test_a_window_that_passes_several_speakers_names_the_one_it_passes_by_the_widest_margin() -> None:
+    scores = np.array([[0.875, 0.9375, 0.625], [0.875, 0.75, 0.625], [0.5, 0.625, 0.625]], dtype=np.float32)
+    thresholds = np.array([0.75, 0.875, 0.5], dtype=np.float32)  # margins of row 0: .125 .0625 .125
+    levels = np.full(3, -20.0, dtype=np.float32)
+    positive = positive_windows(scores, thresholds, levels, DetectorConfig())
+    assert positive.tolist() == [[True, False, True], [True, False, True], [False, False, True]]  # ties keep both
+    everyone = positive_windows(scores, thresholds, levels, DetectorConfig(one_speaker_per_window=False))
+    assert everyone.tolist() == [[True, True, True], [True, False, True], [False, False, True]]
+
+
+def test_near_silent_windows_name_no_one() -> None:
+    scores, thresholds = np.array([[0.9, 0.9]], dtype=np.float32), np.array([0.7, 0.7], dtype=np.float32)
+    assert not positive_windows(scores, thresholds, np.array([-50.0]), DetectorConfig()).any()
+    assert positive_windows(scores, thresholds, np.array([-50.0]), DetectorConfig(min_level_dbfs=None)).all()
