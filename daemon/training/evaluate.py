@@ -25,15 +25,21 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile
 import torch
 
 from voicewatch.bank import SpeakerBank
+from voicewatch.config import Config, load_config
 from voicewatch.embedder import Embedder
 from voicewatch.enrollment import enrollment_windows
 from voicewatch.training.scorenorm import Cohort, as_norm, speaker_thresholds
+
+if TYPE_CHECKING:
+    from voicewatch.scan import Segment
+    from voicewatch.training.streams import Stream
 
 _LOG = logging.getLogger(__name__)
 
@@ -112,10 +118,11 @@ class ConditionScores:
         return scores[self.is_target], scores[~self.is_target]
 
 
-def enrolled_bank(embed: Callable[[np.ndarray], torch.Tensor], enroll: dict[str, np.ndarray]) -> SpeakerBank:
+def enrolled_bank(embed: Callable[[np.ndarray], torch.Tensor], enroll: dict[str, np.ndarray],
+                  threshold: float = 0.7) -> SpeakerBank:
     """Every voice enrolled from its clean windows, in sorted name order (the score columns)."""
     embedded = {name: embed(enroll[name]) for name in sorted(enroll)}
-    bank = SpeakerBank("eval", next(iter(embedded.values())).shape[1])
+    bank = SpeakerBank("eval", next(iter(embedded.values())).shape[1], default_threshold=threshold)
     for name, windows in embedded.items():
         bank.enroll(name, windows)
     return bank
@@ -321,8 +328,8 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
     tests = {name: enrollment_windows(clips, RATE)[:TEST_WINDOWS] for name, clips in heard.items()}
     cohort_embedded = _cohort_windows(args.corpus) if args.cohort else {}
     results: dict = {"voices": sorted(voices), "threshold": args.threshold, "trials": {}, "score_normalisation": {},
-                     "streams": {}}
-    curves = {}
+                     "streams": {}, "peer_streams": {}}
+    curves, impostors = {}, {}
     for who, embed in embedders.items():
         bank = enrolled_bank(embed, enroll)
         by_condition = {}
@@ -333,7 +340,8 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
         per_condition = {condition: {**error_rates(*scored.trials(), args.threshold),
                                      "trials": [int(scored.is_target.sum()), int((~scored.is_target).sum())]}
                          for condition, scored in by_condition.items()}
-        per_condition["pooled"] = error_rates(*_pooled(scored.trials() for scored in by_condition.values()), args.threshold)
+        target, impostors[who] = _pooled(scored.trials() for scored in by_condition.values())
+        per_condition["pooled"] = error_rates(target, impostors[who], args.threshold)
         results["trials"][who] = per_condition
         if who == "model":
             curves = {condition: scored.trials() for condition, scored in by_condition.items()}
@@ -341,36 +349,75 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
             cohort = Cohort.from_voices({name: embed(windows) for name, windows in cohort_embedded.items()})
             results["score_normalisation"][who] = normalisation_report(bank, cohort, by_condition, args)
         _LOG.info("%s trials: %s", who, json.dumps(per_condition["pooled"]))
-    results["streams"], found = evaluate_streams(embedder, enroll, build_streams(heard, args.seed, conditions), args)
+    streams = build_streams(heard, args.seed, conditions)
+    bank = enrolled_bank(embedders.pop("model"), enroll, args.threshold)
+    with tempfile.TemporaryDirectory(prefix="voicewatch-eval-") as folder:
+        results["streams"], found = evaluate_streams(streams, bank, _scan_finder(embedder, bank, args, Path(folder)))
+    model_false_alarm = results["trials"]["model"]["pooled"]["false_alarm"]
+    for who, embed in embedders.items():
+        threshold = threshold_at_false_alarm(impostors[who], model_false_alarm)
+        peer_bank = enrolled_bank(embed, enroll, threshold)
+        scores, _ = evaluate_streams(streams, peer_bank, _window_finder(embed, peer_bank, _config(args)))
+        results["peer_streams"][who] = {"threshold": round(threshold, 4), "pooled_false_alarm": model_false_alarm,
+                                        **scores}
     return results, curves, found
 
 
-def evaluate_streams(embedder: Embedder, enroll: dict[str, np.ndarray], streams: list, args: argparse.Namespace,
-                     ) -> tuple[dict, list[str]]:
-    """Every stream through `scan` with a bank of all held-out voices; scores per condition and overall."""
-    from voicewatch.scan import scan, segments
-    from voicewatch.training.streams import RATE
+Finder = Callable[["Stream"], list["Segment"]]
+"""A validation stream → the segments found in it."""
 
-    bank = SpeakerBank(embedder.model_id, embedder.dim, default_threshold=args.threshold)
-    for name, windows in enroll.items():
-        bank.enroll(name, embedder.embed(torch.from_numpy(windows), RATE))
+
+def evaluate_streams(streams: list[Stream], bank: SpeakerBank, find: Finder) -> tuple[dict, list[str]]:
+    """Every stream through `find` with a bank of all held-out voices; scores per condition and overall."""
     counts: dict[str, list[dict[str, float]]] = {}
     found_lines: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="voicewatch-eval-") as folder:
-        for stream in streams:
-            path = Path(folder) / f"{stream.name}.wav"
-            soundfile.write(str(path), stream.audio, RATE, subtype="FLOAT")
-            found = segments(scan([path], [stream.name.replace(".", "_")], embedder, bank, _config(args)))
-            for speaker in bank.names:
-                spans = [(s.start, s.end) for s in found if s.speaker == speaker]
-                truth = [(t.start, t.end) for t in stream.turns if t.speaker == speaker]
-                counts.setdefault(stream.condition, []).append(segment_counts(spans, truth, stream.seconds))
-                found_lines += rttm_lines(stream.name, speaker, spans)
+    for stream in streams:
+        found = find(stream)
+        for speaker in bank.names:
+            spans = [(s.start, s.end) for s in found if s.speaker == speaker]
+            truth = [(t.start, t.end) for t in stream.turns if t.speaker == speaker]
+            counts.setdefault(stream.condition, []).append(segment_counts(spans, truth, stream.seconds))
+            found_lines += rttm_lines(stream.name, speaker, spans)
     results = {condition: segment_scores(c) for condition, c in counts.items()}
     results["all"] = segment_scores([c for per in counts.values() for c in per])
     results["hours"] = round(sum(s.seconds for s in streams) / 3600, 3)
     _LOG.info("streams: %s", json.dumps(results["all"]))
     return results, found_lines
+
+
+def _scan_finder(embedder: Embedder, bank: SpeakerBank, args: argparse.Namespace, folder: Path) -> Finder:
+    """The product itself: the stream written as a WAV file and run through `scan`."""
+    from voicewatch.scan import scan, segments
+    from voicewatch.training.streams import RATE
+
+    def find(stream: Stream) -> list[Segment]:
+        path = folder / f"{stream.name}.wav"
+        soundfile.write(str(path), stream.audio, RATE, subtype="FLOAT")
+        return segments(scan([path], [stream.name.replace(".", "_")], embedder, bank, _config(args)))
+    return find
+
+
+def _window_finder(embed: Callable[[np.ndarray], torch.Tensor], bank: SpeakerBank, config: Config) -> Finder:
+    """For an encoder that is not a voicewatch model (a peer): the stream cut into the configured windows,
+    embedded by `embed`, and walked by the product's detector with the product's window decisions."""
+    from voicewatch.detector import Detector, positive_windows
+    from voicewatch.scan import segments
+    from voicewatch.training.streams import RATE
+    from voicewatch.windows import Window
+
+    def find(stream: Stream) -> list[Segment]:
+        length, hop = round(config.windows.length_s * RATE), round(config.windows.hop_s * RATE)
+        starts = range(0, len(stream.audio) - length + 1, hop)
+        windows = np.stack([stream.audio[start:start + length] for start in starts])
+        levels = 10 * np.log10(np.mean(np.square(windows), axis=1) + 1e-12)
+        scores = bank.score(embed(windows)).numpy()
+        positive = positive_windows(scores, bank.thresholds().numpy(), levels, config.detector)
+        detector, events, name = Detector(config.detector), [], stream.name.replace(".", "_")
+        for row, start in enumerate(starts):
+            window = Window(name, RATE, start / RATE, (start + length) / RATE, None, windows[row])
+            events += detector.observe(window, bank.names, scores[row], positive[row])
+        return segments(events + detector.close_all())
+    return find
 
 
 def evaluate_annotated(args: argparse.Namespace, embedder: Embedder) -> tuple[dict, list[str]]:
@@ -394,10 +441,8 @@ def evaluate_annotated(args: argparse.Namespace, embedder: Embedder) -> tuple[di
     return {"files": len(args.files), "speakers": bank.names, "streams": {"all": segment_scores(counts)}}, lines
 
 
-def _config(args: argparse.Namespace):  # noqa: ANN202 - voicewatch.config.Config, imported lazily
+def _config(args: argparse.Namespace) -> Config:
     """Windows and detector settings: the deployment's config file, else the defaults."""
-    from voicewatch.config import load_config
-
     return load_config(args.config)
 
 
