@@ -3,7 +3,10 @@
 Enrollment refuses what would poison a bank: unreadable files, clips with no speech, clips that are
 mostly silence or music, and too little speech in total; it warns when a clip sounds like another person.
 Clips are trimmed of leading/trailing silence, joined, and cut into windows the
-same way the daemon cuts streams; windows that are mostly silence are not enrolled.
+same way the daemon cuts streams; windows that are mostly silence are not enrolled. Each window is
+enrolled twice: as recorded, and degraded the way training windows are (noise or a music bed at
+0–20 dB SNR, the telephone band), so that a person is matched under broadcast conditions as well as
+in the clean clips; the degraded copies come from a fixed seed, so the same clips give the same bank.
 """
 
 from __future__ import annotations
@@ -101,6 +104,13 @@ def enrollment_windows(clips: Sequence[Clip], rate: int, length_s: float = 2.0, 
     return np.stack(kept) if kept else np.zeros((0, buffer.length), dtype=np.float32)
 
 
+def exemplar_windows(windows: np.ndarray, rate: int) -> np.ndarray:
+    """The windows followed by one degraded copy of each (fixed seed; no codec, which would need PyAV)."""
+    from voicewatch.training.augment import augment
+
+    return np.concatenate([windows, augment(windows, rate, np.random.default_rng(0), coded_share=0.0)])
+
+
 def embed_clips(embedder: Embedder, paths: Sequence[str | os.PathLike[str]], min_speech_s: float = 10.0) -> torch.Tensor:
     """Exemplar embeddings [N, D] for one speaker; raises EnrollmentError with a clear reason."""
     if not paths:
@@ -123,7 +133,7 @@ def embed_clips(embedder: Embedder, paths: Sequence[str | os.PathLike[str]], min
     windows = enrollment_windows(clips, rate)
     if len(windows) == 0:
         raise EnrollmentError("no 2 s window of the clips is mostly speech")
-    embeddings = embedder.embed(torch.from_numpy(windows), rate)
+    embeddings = embedder.embed(torch.from_numpy(exemplar_windows(windows, rate)), rate)
     for path, similarity in odd_clips(embedder, clips):
         _LOG.warning("%s sounds like someone else than the other clips (similarity %.2f < %.2f): check that every "
                      "clip is the same person", path, similarity, SAME_PERSON_COSINE)

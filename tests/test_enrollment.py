@@ -9,9 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from voicewatch.embedder import Embedder
-from voicewatch.enrollment import MIN_LEVEL_SPREAD_DB, EnrollmentError, embed_clips, load_clip
+from voicewatch.enrollment import (
+    MIN_LEVEL_SPREAD_DB,
+    EnrollmentError,
+    embed_clips,
+    enrollment_windows,
+    exemplar_windows,
+    load_clip,
+)
 
 RATE = 22050
 SENTENCES = [
@@ -50,6 +58,17 @@ def test_speech_clips_are_enrolled(tmp_path: Path, embedder: Embedder) -> None:
     assert all(load_clip(path, RATE).level_spread_db > MIN_LEVEL_SPREAD_DB for path in paths)
     embeddings = embed_clips(embedder, paths, min_speech_s=8.0)
     assert embeddings.shape[0] >= 4 and embeddings.shape[1] == embedder.dim
+
+
+def test_each_window_is_enrolled_as_recorded_and_once_degraded_the_same_way_every_time(tmp_path: Path,
+                                                                                       embedder: Embedder) -> None:
+    paths = [speech_clip(tmp_path, index) for index in range(2)]
+    windows = enrollment_windows([load_clip(path, RATE) for path in paths], RATE)
+    exemplars = exemplar_windows(windows, RATE)
+    assert exemplars.shape == (2 * len(windows), windows.shape[1])
+    assert np.array_equal(exemplars[: len(windows)], windows) and not np.array_equal(exemplars[len(windows):], windows)
+    embeddings = embed_clips(embedder, paths, min_speech_s=8.0)
+    assert len(embeddings) == len(exemplars) and torch.equal(embeddings, embed_clips(embedder, paths, min_speech_s=8.0))
 
 
 def test_too_little_speech_is_refused(tmp_path: Path, embedder: Embedder) -> None:

@@ -51,8 +51,8 @@ def telephone(waves: np.ndarray, rate: int) -> np.ndarray:
     return torchaudio.functional.resample(low, 8000, rate)[..., : waves.shape[-1]].numpy()
 
 
-def augment(windows: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
-    """A randomly degraded copy of each [N, T] window."""
+def augment(windows: np.ndarray, rate: int, rng: np.random.Generator, coded_share: float = CODED_SHARE) -> np.ndarray:
+    """A randomly degraded copy of each [N, T] window (`coded_share` of them through a codec, which needs PyAV)."""
     out = windows.copy()
     for row in range(len(out)):
         choice = rng.random()
@@ -63,7 +63,7 @@ def augment(windows: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndar
     phone = rng.random(len(out)) < 0.3
     if phone.any():
         out[phone] = telephone(out[phone], rate)
-    coded = np.flatnonzero(rng.random(len(out)) < CODED_SHARE)
+    coded = np.flatnonzero(rng.random(len(out)) < coded_share) if coded_share > 0 else []
     if len(coded):
         codec = str(rng.choice(list(CODEC_BITRATES)))
         bitrate = int(rng.choice(CODEC_BITRATES[codec]))

@@ -1,9 +1,10 @@
 """`voicewatch eval`: how well a model finds voices, measured the way the product works.
 
 - Window trials: speaker-disjoint 2 s windows of the corpus' held-out voices, each voice enrolled
-  from clean windows of its own clips, test windows degraded by each broadcast condition, scored
-  with the product's top-5 mean cosine: EER, minDCF (p_target 0.01) and the miss/false-alarm rates
-  at the threshold fixed in advance, per condition and pooled (one threshold for all conditions).
+  the product's way from its own clips (their windows and a degraded copy of each), test windows
+  degraded by each broadcast condition, scored with the product's top-5 mean cosine: EER, minDCF
+  (p_target 0.01) and the miss/false-alarm rates at the threshold fixed in advance, per condition and
+  pooled (one threshold for all conditions).
 - Streams: broadcast-like validation streams with ground truth (streams.py) run through the real
   pipeline (`scan`) with a bank of the held-out voices: precision, recall and F1 of speaking time on
   a 10 ms grid, and false-alarm segments (touching no true turn) per hour.
@@ -34,7 +35,7 @@ import torch
 from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config, load_config
 from voicewatch.embedder import Embedder
-from voicewatch.enrollment import enrollment_windows
+from voicewatch.enrollment import enrollment_windows, exemplar_windows
 from voicewatch.training.scorenorm import Cohort, as_norm, speaker_thresholds
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ class ConditionScores:
 
 def enrolled_bank(embed: Callable[[np.ndarray], torch.Tensor], enroll: dict[str, np.ndarray],
                   threshold: float = 0.7) -> SpeakerBank:
-    """Every voice enrolled from its clean windows, in sorted name order (the score columns)."""
+    """Every voice enrolled from its exemplar windows, in sorted name order (the score columns)."""
     embedded = {name: embed(enroll[name]) for name in sorted(enroll)}
     bank = SpeakerBank("eval", next(iter(embedded.values())).shape[1], default_threshold=threshold)
     for name, windows in embedded.items():
@@ -324,7 +325,7 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
         peer = load_peer(args.peer)  # before any work: a missing peer is a quick, clear error
         embedders[peer.name] = lambda w: peer.embed(torch.from_numpy(w), RATE)
     enroll_clips, heard = split_clips(voices, args.seed)
-    enroll = {name: enrollment_windows(clips, RATE) for name, clips in enroll_clips.items()}
+    enroll = {name: exemplar_windows(enrollment_windows(clips, RATE), RATE) for name, clips in enroll_clips.items()}
     tests = {name: enrollment_windows(clips, RATE)[:TEST_WINDOWS] for name, clips in heard.items()}
     cohort_embedded = _cohort_windows(args.corpus) if args.cohort else {}
     results: dict = {"voices": sorted(voices), "threshold": args.threshold, "trials": {}, "score_normalisation": {},
