@@ -277,7 +277,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     tail.add_argument("--log", metavar="PATH", help="the core's event log (events.log_path), for --since")
     add_client_arguments(tail)
 
-    enroll = command("enroll", _enroll, "add a speaker to a bank from WAV/FLAC clips")
+    enroll = command("enroll", _enroll, "add a speaker to a bank from WAV/FLAC clips (each 2 s window kept as "
+                                        "recorded and once degraded: noise, music bed or phone band)")
     enroll.add_argument("name", metavar="NAME")
     enroll.add_argument("clips", nargs="+", metavar="CLIP")
     enroll.add_argument("--bank", required=True, help="bank file (created when missing)")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.training.augment import augment, telephone
-from voicewatch.training.distill import distill_loss, load_teacher, teacher_targets
+from voicewatch.training.distill import distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.evaluate import eer, min_dcf, window_trials
 from voicewatch.training.train import Windows, batch_all, batch_hard, mine_outside, triplet_terms
 from voicewatch.training.windowcache import cache_key, cached
@@ -93,6 +93,13 @@ def test_distillation_loss_is_one_minus_the_cosine_between_the_projected_student
     student = unit([1, 0], [0, 1])
     teachers = unit([1, 0, 0], [1, 0, 0])
     assert distill_loss(head, student, teachers).item() == pytest.approx((0 + 1) / 2)
+
+
+def test_similarity_loss_compares_pairwise_cosines_whatever_the_two_embedding_sizes() -> None:
+    student = unit([1, 0], [0, 1])  # orthogonal pair: cosine 0
+    assert similarity_loss(student, unit([1, 0, 0], [0, 0, 1])).item() == 0.0  # the teacher agrees
+    # the teacher says the pair is the same voice (cosine 1): the two off-diagonal entries are off by 1
+    assert similarity_loss(student, unit([1, 0, 0], [1, 0, 0])).item() == pytest.approx(2 / 4)
 
 
 def test_teacher_targets_are_embedded_in_batches_in_window_order() -> None:
