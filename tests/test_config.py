@@ -23,6 +23,7 @@ def test_the_shipped_config_yaml_is_exactly_the_built_in_defaults() -> None:
     ("bank: {threshold: 'high'}", "bank.threshold"),
     ("detector: {open_windows: 0}", "detector.open_windows"),
     ("detector: {close_windows: 2.5}", "detector.close_windows"),
+    ("detector: {one_speaker_per_window: maybe}", "detector.one_speaker_per_window"),
     ("ingest: {max_streams: true}", "ingest.max_streams"),
     ("ingest: {max_frame_bytes: 10}", "ingest.max_frame_bytes"),
     ("model: {device: tpu}", "model.device"),
