@@ -69,3 +69,15 @@ def test_a_removed_speaker_has_its_open_segments_ended(embedder: Embedder, bank:
 def test_detector_settings_change_segments_as_documented(embedder: Embedder, bank: SpeakerBank) -> None:
     strict = dataclasses.replace(Config(), detector=dataclasses.replace(Config().detector, min_segment_s=3600))
     assert segments(scan([DEMO_RECORDING], ["demo"], embedder, bank, strict)) == []
+
+
+def test_a_voice_enrolled_under_two_names_is_named_once_per_window_unless_configured_otherwise(
+        embedder: Embedder, bank: SpeakerBank) -> None:
+    twice = SpeakerBank(bank.embedder_id, bank.dim)
+    twice.enroll("alice", bank.exemplars("alice"), threshold=bank.threshold("alice"))
+    twice.enroll("alice_strict", bank.exemplars("alice"), threshold=bank.threshold("alice") + 0.01)
+    found = segments(scan([DEMO_RECORDING], ["demo"], embedder, twice, Config()))
+    assert found and {s.speaker for s in found} == {"alice"}  # the wider margin wins every window
+    everyone = dataclasses.replace(Config(), detector=dataclasses.replace(Config().detector, one_speaker_per_window=False))
+    both = segments(scan([DEMO_RECORDING], ["demo"], embedder, twice, everyone))
+    assert {s.speaker for s in both} == {"alice", "alice_strict"}
