@@ -101,8 +101,6 @@ def test_the_shipped_demo_scored_against_its_rttm_finds_alice(tmp_path: Path) ->
 
 def test_a_peer_is_walked_through_streams_the_way_the_product_walks_them(tmp_path: Path) -> None:
     """The peers' window path, given our own model as its encoder, finds exactly what `scan` finds."""
-    import argparse
-
     import torchaudio
 
     from voicewatch.audiofile import read_audio
@@ -115,7 +113,7 @@ def test_a_peer_is_walked_through_streams_the_way_the_product_walks_them(tmp_pat
     audio = torchaudio.functional.resample(torch.from_numpy(samples.reshape(len(samples), -1).mean(1)), rate, RATE).numpy()
     stream = Stream("demo.clean", "alice", "clean", audio, [])
     embedder, bank = Embedder.load(device="cpu"), SpeakerBank.load(DEMO_BANK)
-    by_scan = _scan_finder(embedder, bank, argparse.Namespace(config=None), tmp_path)(stream)
+    by_scan = _scan_finder(embedder, bank, Config(), tmp_path)(stream)
     by_windows = _window_finder(_embedder_function(embedder, RATE), bank, Config())(stream)
     assert {s.speaker for s in by_scan} >= {"alice"}
     assert [(s.speaker, s.start, s.end) for s in by_windows] == [(s.speaker, s.start, s.end) for s in by_scan]

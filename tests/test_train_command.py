@@ -39,7 +39,7 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
               "--window-cache", str(tmp_path / "windows"))
     distilled = run_cli(*distil, timeout=600)
     assert distilled.returncode == 0, distilled.stderr
-    assert json.loads(distilled.stdout)["teacher"] == ensemble
+    assert json.loads(distilled.stdout)["teacher"] == ensemble and json.loads(distilled.stdout)["distill_loss"] == "embedding"
     assert Embedder.load(student, device="cpu").dim == 8  # the teacher's head is not part of the student
     assert len(list((tmp_path / "windows").glob("*.pt"))) == 2  # training and validation windows
     again = run_cli(*distil, timeout=600)
@@ -50,6 +50,12 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     no_teacher = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "y.safetensors"), "--teacher",
                          str(tmp_path / "missing.safetensors"), "--steps", "1", "--threads", "1", timeout=600)
     assert no_teacher.returncode == 2 and "neither 'resemblyzer' nor a model file" in no_teacher.stderr
+    no_corpus = run_cli("train", "--corpus", str(tmp_path / "nowhere"), "--out", str(tmp_path / "n.safetensors"),
+                        timeout=600)
+    assert no_corpus.returncode == 2 and "not a corpus folder, no manifest.json" in no_corpus.stderr
+    lone_loss = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "l.safetensors"), "--distill-loss",
+                        "similarity", timeout=600)
+    assert lone_loss.returncode == 2 and "--distill-loss similarity needs a --teacher" in lone_loss.stderr
     bad_rate = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "z.safetensors"),
                        "--threshold-false-alarm", "1.5", timeout=600)
     assert bad_rate.returncode == 2 and "--threshold-false-alarm must be between 0 and 1" in bad_rate.stderr

@@ -155,6 +155,10 @@ def test_the_window_cache_builds_once_per_recipe_and_corpus(tmp_path: Path) -> N
     assert cache_key(corpus, split="train", copies=3, seed=1) != key
     cached(None, key, Windows, build)
     assert len(built) == 2  # no cache folder: always built
+    (tmp_path / "cache" / f"{key}.pt").write_bytes(b"not a torch file")
+    rebuilt = cached(tmp_path / "cache", key, Windows, build)
+    assert len(built) == 3 and rebuilt.speakers == ["a", "b"]  # a damaged file is prepared again and replaced
+    assert torch.equal(cached(tmp_path / "cache", key, Windows, build).features, rebuilt.features) and len(built) == 3
 
 
 def test_augmentation_keeps_shape_and_band_limits_the_telephone_copy() -> None:

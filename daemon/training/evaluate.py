@@ -330,9 +330,9 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
     cohort_embedded = _cohort_windows(args.corpus) if args.cohort else {}
     results: dict = {"voices": sorted(voices), "threshold": args.threshold, "trials": {}, "score_normalisation": {},
                      "streams": {}, "peer_streams": {}}
-    curves, impostors = {}, {}
+    curves, impostors, banks = {}, {}, {}
     for who, embed in embedders.items():
-        bank = enrolled_bank(embed, enroll)
+        bank = banks[who] = enrolled_bank(embed, enroll, args.threshold)
         by_condition = {}
         for condition in conditions:
             started = time.perf_counter()
@@ -350,15 +350,14 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
             cohort = Cohort.from_voices({name: embed(windows) for name, windows in cohort_embedded.items()})
             results["score_normalisation"][who] = normalisation_report(bank, cohort, by_condition, args)
         _LOG.info("%s trials: %s", who, json.dumps(per_condition["pooled"]))
-    streams = build_streams(heard, args.seed, conditions)
-    bank = enrolled_bank(embedders.pop("model"), enroll, args.threshold)
+    streams, config = build_streams(heard, args.seed, conditions), _config(args)
+    bank = banks.pop("model")
     with tempfile.TemporaryDirectory(prefix="voicewatch-eval-") as folder:
-        results["streams"], found = evaluate_streams(streams, bank, _scan_finder(embedder, bank, args, Path(folder)))
+        results["streams"], found = evaluate_streams(streams, bank, _scan_finder(embedder, bank, config, Path(folder)))
     model_false_alarm = results["trials"]["model"]["pooled"]["false_alarm"]
-    for who, embed in embedders.items():
-        threshold = threshold_at_false_alarm(impostors[who], model_false_alarm)
-        peer_bank = enrolled_bank(embed, enroll, threshold)
-        scores, _ = evaluate_streams(streams, peer_bank, _window_finder(embed, peer_bank, _config(args)))
+    for who, peer_bank in banks.items():
+        peer_bank.default_threshold = threshold = threshold_at_false_alarm(impostors[who], model_false_alarm)
+        scores, _ = evaluate_streams(streams, peer_bank, _window_finder(embedders[who], peer_bank, config))
         results["peer_streams"][who] = {"threshold": round(threshold, 4), "pooled_false_alarm": model_false_alarm,
                                         **scores}
     return results, curves, found
@@ -386,7 +385,7 @@ def evaluate_streams(streams: list[Stream], bank: SpeakerBank, find: Finder) -> 
     return results, found_lines
 
 
-def _scan_finder(embedder: Embedder, bank: SpeakerBank, args: argparse.Namespace, folder: Path) -> Finder:
+def _scan_finder(embedder: Embedder, bank: SpeakerBank, config: Config, folder: Path) -> Finder:
     """The product itself: the stream written as a WAV file and run through `scan`."""
     from voicewatch.scan import scan, segments
     from voicewatch.training.streams import RATE
@@ -394,7 +393,7 @@ def _scan_finder(embedder: Embedder, bank: SpeakerBank, args: argparse.Namespace
     def find(stream: Stream) -> list[Segment]:
         path = folder / f"{stream.name}.wav"
         soundfile.write(str(path), stream.audio, RATE, subtype="FLOAT")
-        return segments(scan([path], [stream.name.replace(".", "_")], embedder, bank, _config(args)))
+        return segments(scan([path], [stream.name.replace(".", "_")], embedder, bank, config))
     return find
 
 

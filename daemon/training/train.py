@@ -159,6 +159,11 @@ def train(args: argparse.Namespace) -> dict:
         raise ValueError(f"--threshold-false-alarm must be between 0 and 1, not {args.threshold_false_alarm}")
     if args.distill_weight < 0:
         raise ValueError(f"--distill-weight must be 0 or more, not {args.distill_weight}")
+    if args.distill_loss != "embedding" and not args.teacher:
+        raise ValueError(f"--distill-loss {args.distill_loss} needs a --teacher")
+    if not (args.corpus / "manifest.json").is_file():
+        raise ValueError(f"{args.corpus}: not a corpus folder, no manifest.json (python -m voicewatch.training.voices "
+                         "makes one)")
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     torch.set_num_threads(args.threads)
@@ -262,7 +267,7 @@ def train(args: argparse.Namespace) -> dict:
               "val_speakers": len(val.speakers), "val_eer": log[-1]["val_eer"] if log else None,
               "architecture": dataclasses.asdict(architecture), "mine_outside": args.mine_outside, "mining": args.mining,
               "init": str(args.init) if args.init else None, "memory": args.memory,
-              "teacher": teacher.name if teacher else None}
+              "teacher": teacher.name if teacher else None, "distill_loss": args.distill_loss if teacher else None}
     embedder.save(args.out, extra=result)
     atomic_write_bytes(Path(str(args.out) + ".log.json"), json.dumps({"result": result, "log": log}, indent=1).encode())
     return result

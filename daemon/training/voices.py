@@ -82,9 +82,9 @@ one's speaker (Resemblyzer cosine 0.99), so only the Hindi voice is used."""
 HINDI_WORDS = ("नमस्ते", "आज", "मौसम", "अच्छा", "है", "और", "समाचार", "रेडियो", "पर", "सुनिए", "शहर", "बारिश", "सुबह", "शाम",
                "लोग", "सरकार", "खेल", "पानी", "दिन", "रात", "बाज़ार", "गाड़ी", "किताब", "घर", "देश", "नया", "पुराना", "बहुत")
 NATIVE_WORDS = {"hindi_NSK_diphone": HINDI_WORDS}
+"""Festival voices that read only their own script; the others read the Latin words of `sentences`."""
 FESTIVAL_SUPPORT = {"festival-hi": Path("/usr/share/festival/hindi_scm")}
 """Festival language packages the voices load (the Hindi voice's phone set; only Recommended by its package)."""
-"""Festival voices that read only their own script; the others read the Latin words of `sentences`."""
 TOOLS = {"apt-get": "apt", "dpkg-deb": "dpkg", "espeak-ng": "espeak-ng", "flite": "flite", "text2wave": "festival"}
 """Programs the builder runs → the Debian package that provides each."""
 

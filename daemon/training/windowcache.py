@@ -39,8 +39,13 @@ def cached(cache: Path | None, key: str, kind: type[T], build: Callable[[], T]) 
         return build()
     path = cache / f"{key}.pt"
     if path.exists():
-        _LOG.info("windows from %s", path)
-        return kind(**torch.load(path, weights_only=True))
+        try:
+            value = kind(**torch.load(path, weights_only=True))
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is rebuilt, whatever the reason
+            _LOG.warning("%s is not a readable window cache (%s); preparing the windows again", path, exc)
+        else:
+            _LOG.info("windows from %s", path)
+            return value
     value = build()
     buffer = io.BytesIO()
     torch.save({field.name: getattr(value, field.name) for field in dataclasses.fields(value)}, buffer)
