@@ -14,7 +14,7 @@ import soundfile
 import torch
 
 from daemon_harness import run_cli
-from synthetic_voices import VOICES, synthetic_corpus
+from synthetic_voices import VOICES, synthetic_corpus, synthetic_voice
 from voicewatch.bank import SpeakerBank
 from voicewatch.shipped import DEMO_BANK, DEMO_RECORDING, DEMO_TRUTH
 from voicewatch.training.evaluate import eer, min_dcf, read_rttm, rttm_lines, segment_counts, segment_scores
@@ -123,6 +123,25 @@ def test_a_peer_is_walked_through_streams_the_way_the_product_walks_them(tmp_pat
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthetic_corpus(tmp_path_factory.mktemp("corpus"), {"val": VOICES[:3], "train": VOICES[3:]})
+
+
+def test_the_music_of_validation_streams_comes_from_the_recordings_given_and_chords_otherwise() -> None:
+    from voicewatch.enrollment import Clip
+    from voicewatch.training.streams import RATE, build_streams
+
+    heard = {name: [Clip(name, synthetic_voice(f0, formants, 2.0, seed), 2.0)]
+             for seed, (name, f0, formants) in enumerate(VOICES[:2])}
+    recording = np.sin(2 * np.pi * 3000 * np.arange(RATE * 40) / RATE).astype(np.float32)
+
+    def share_at_3k(stream: np.ndarray) -> float:
+        spectrum = np.abs(np.fft.rfft(stream)) ** 2
+        band = np.fft.rfftfreq(len(stream), 1 / RATE)
+        return float(spectrum[np.abs(band - 3000) < 5].sum() / spectrum.sum())
+
+    recorded = {s.name: s for s in build_streams(heard, 0, ("clean", "music"), music=[recording])}
+    chords = {s.name: s for s in build_streams(heard, 0, ("clean", "music"))}
+    assert share_at_3k(recorded["low.music"].audio) > 0.1 > 0.01 > share_at_3k(chords["low.music"].audio)
+    assert share_at_3k(recorded["low.clean"].audio) > 0.01  # the music between turns
 
 
 def test_eval_on_a_corpus_writes_json_det_png_and_rttm(corpus: Path, tmp_path: Path) -> None:

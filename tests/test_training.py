@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
-from voicewatch.training.augment import augment, telephone
+from voicewatch.training.augment import CHORDS_RMS, augment, recorded_bed, telephone
 from voicewatch.training.distill import distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.evaluate import eer, min_dcf, window_trials
 from voicewatch.training.train import Windows, batch_all, batch_hard, mine_outside, triplet_terms
@@ -168,6 +168,26 @@ def test_augmentation_keeps_shape_and_band_limits_the_telephone_copy() -> None:
     assert augment(waves, 22050, rng).shape == waves.shape
     phone = telephone(waves, 22050)
     assert np.abs(phone[0][2000:-2000]).max() < 0.05 and np.abs(phone[1]).max() > 0.5  # 6 kHz gone, 440 Hz kept
+
+
+def test_a_recorded_bed_is_a_stretch_of_one_track_as_loud_as_the_chords_even_from_a_short_track() -> None:
+    rng = np.random.default_rng(0)
+    short, long = np.full(1000, 0.01, dtype=np.float32), np.sin(np.arange(100_000) * 0.3).astype(np.float32)
+    for _ in range(10):
+        bed = recorded_bed(44100, [short, long], rng)
+        assert bed.shape == (44100,) and np.sqrt(np.mean(bed**2)) == pytest.approx(CHORDS_RMS, rel=1e-3)
+    only_short = recorded_bed(44100, [short], rng)
+    assert np.allclose(only_short, only_short[0])  # the short constant track, repeated
+
+
+def test_augmentation_with_recorded_music_keeps_shape_and_mixes_some_of_it_in() -> None:
+    t = np.arange(44100) / 22050
+    waves = np.tile(np.sin(2 * np.pi * 440 * t).astype(np.float32), (40, 1))
+    tone = np.sin(2 * np.pi * 3000 * np.arange(22050 * 5) / 22050).astype(np.float32)  # the "recording"
+    out = augment(waves, 22050, np.random.default_rng(1), coded_share=0.0, music=[tone])
+    assert out.shape == waves.shape
+    at_3k = np.abs(np.fft.rfft(out, axis=1))[:, 6000]  # bin of 3 kHz for 2 s windows
+    assert (at_3k > 1000).sum() >= 3  # the recorded tone lies under some windows
 
 
 def test_the_shipped_model_loads_and_embeds_unit_vectors() -> None:

@@ -12,6 +12,8 @@ from voicewatch.training.codecs import codec_roundtrip
 
 CODED_SHARE = 0.25
 """Share of augmented windows that go through a broadcast codec."""
+CHORDS_RMS = 1.5
+"""About the RMS of `music_bed` (three tones, five harmonics each)."""
 CODEC_BITRATES = {"mp2": (32000, 64000, 96000), "aac": (16000, 24000, 48000)}
 """Bitrates for mono at 22.05 kHz, down to where the codecs cut the top band (MP2 32 kb/s: above
 5.5 kHz; AAC 16 kb/s: above 4 kHz), as low-rate radio streams do."""
@@ -45,21 +47,39 @@ def music_bed(length: int, rate: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def recorded_bed(length: int, music: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """A random stretch of a random recorded track (repeated if the track is shorter), as loud as the chords of
+    `music_bed` (RMS 1.5) so that either can stand in for the other."""
+    track = music[int(rng.integers(len(music)))]
+    start = int(rng.integers(max(1, len(track) - length)))
+    bed = np.resize(track[start:start + length], length)
+    return (bed * (CHORDS_RMS / (np.sqrt(np.mean(bed**2)) + 1e-6))).astype(np.float32)
+
+
+def any_music_bed(length: int, rate: int, rng: np.random.Generator, music: list[np.ndarray]) -> np.ndarray:
+    """Recorded music half the time when there is some, chords otherwise."""
+    if music and rng.random() < 0.5:
+        return recorded_bed(length, music, rng)
+    return music_bed(length, rate, rng)
+
+
 def telephone(waves: np.ndarray, rate: int) -> np.ndarray:
     """Down to 8 kHz and back: the 300-3400 Hz world of call-ins."""
     low = torchaudio.functional.resample(torch.from_numpy(waves), rate, 8000)
     return torchaudio.functional.resample(low, 8000, rate)[..., : waves.shape[-1]].numpy()
 
 
-def augment(windows: np.ndarray, rate: int, rng: np.random.Generator, coded_share: float = CODED_SHARE) -> np.ndarray:
-    """A randomly degraded copy of each [N, T] window (`coded_share` of them through a codec, which needs PyAV)."""
+def augment(windows: np.ndarray, rate: int, rng: np.random.Generator, coded_share: float = CODED_SHARE,
+            music: list[np.ndarray] = ()) -> np.ndarray:
+    """A randomly degraded copy of each [N, T] window (`coded_share` of them through a codec, which needs PyAV);
+    music beds come from `music` (recorded tracks at `rate`) half the time when it is given."""
     out = windows.copy()
     for row in range(len(out)):
         choice = rng.random()
         if choice < 0.45:
             out[row] = _at_snr(out[row], noise_bed(out.shape[1], rng), rng.uniform(0, 20))
         elif choice < 0.75:
-            out[row] = _at_snr(out[row], music_bed(out.shape[1], rate, rng), rng.uniform(0, 20))
+            out[row] = _at_snr(out[row], any_music_bed(out.shape[1], rate, rng, music), rng.uniform(0, 20))
     phone = rng.random(len(out)) < 0.3
     if phone.any():
         out[phone] = telephone(out[phone], rate)

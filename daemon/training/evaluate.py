@@ -130,14 +130,14 @@ def enrolled_bank(embed: Callable[[np.ndarray], torch.Tensor], enroll: dict[str,
 
 
 def condition_scores(embed: Callable[[np.ndarray], torch.Tensor], bank: SpeakerBank, tests: dict[str, np.ndarray],
-                     condition: str, seed: int) -> ConditionScores:
+                     condition: str, seed: int, music: list[np.ndarray] = ()) -> ConditionScores:
     """Every test window, degraded by `condition`, scored against every voice of `bank` with one product."""
     from voicewatch.training.streams import apply_condition
 
     rng = np.random.default_rng(seed)
     rows, labels = [], []
     for column, name in enumerate(bank.names):
-        degraded = np.stack([apply_condition(w, condition, rng) for w in tests[name]]) if condition != "clean" \
+        degraded = np.stack([apply_condition(w, condition, rng, music) for w in tests[name]]) if condition != "clean" \
             else tests[name]
         rows.append(embed(degraded.astype(np.float32)))
         labels += [column] * len(degraded)
@@ -312,7 +312,7 @@ def _embedder_function(embedder: Embedder, rate: int) -> Callable[[np.ndarray], 
 
 def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict, dict, list[str]]:
     """(results, DET curves, RTTM lines of everything found) on the corpus' held-out voices."""
-    from voicewatch.training.streams import RATE, build_streams, split_clips, validation_voices
+    from voicewatch.training.streams import RATE, build_streams, recorded_music, split_clips, validation_voices
 
     conditions = tuple(args.conditions.split(","))
     voices = validation_voices(args.corpus)
@@ -325,6 +325,7 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
         peer = load_peer(args.peer)  # before any work: a missing peer is a quick, clear error
         embedders[peer.name] = lambda w: peer.embed(torch.from_numpy(w), RATE)
     enroll_clips, heard = split_clips(voices, args.seed)
+    music = recorded_music(args.corpus, "val")
     enroll = {name: exemplar_windows(enrollment_windows(clips, RATE), RATE) for name, clips in enroll_clips.items()}
     tests = {name: enrollment_windows(clips, RATE)[:TEST_WINDOWS] for name, clips in heard.items()}
     cohort_embedded = _cohort_windows(args.corpus) if args.cohort else {}
@@ -336,7 +337,7 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
         by_condition = {}
         for condition in conditions:
             started = time.perf_counter()
-            by_condition[condition] = condition_scores(embed, bank, tests, condition, args.seed)
+            by_condition[condition] = condition_scores(embed, bank, tests, condition, args.seed, music)
             _LOG.info("%s %s trials scored in %.1f s", who, condition, time.perf_counter() - started)
         per_condition = {condition: {**error_rates(*scored.trials(), args.threshold),
                                      "trials": [int(scored.is_target.sum()), int((~scored.is_target).sum())]}
@@ -350,7 +351,7 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
             cohort = Cohort.from_voices({name: embed(windows) for name, windows in cohort_embedded.items()})
             results["score_normalisation"][who] = normalisation_report(bank, cohort, by_condition, args)
         _LOG.info("%s trials: %s", who, json.dumps(per_condition["pooled"]))
-    streams, config = build_streams(heard, args.seed, conditions), _config(args)
+    streams, config = build_streams(heard, args.seed, conditions, music=music), _config(args)
     bank = banks.pop("model")
     with tempfile.TemporaryDirectory(prefix="voicewatch-eval-") as folder:
         results["streams"], found = evaluate_streams(streams, bank, _scan_finder(embedder, bank, config, Path(folder)))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from voicewatch.enrollment import Clip, load_clip
-from voicewatch.training.augment import _at_snr, music_bed, noise_bed, telephone
+from voicewatch.training.augment import _at_snr, music_bed, noise_bed, recorded_bed, telephone
 from voicewatch.training.codecs import codec_roundtrip
 
 RATE = 22050
@@ -62,6 +62,12 @@ def validation_voices(corpus: Path) -> dict[str, list[Path]]:
             if e["split"] != "train" and e["kind"] == "human"}
 
 
+def recorded_music(corpus: Path, split: str) -> list[np.ndarray]:
+    """The corpus' recorded music excerpts of one split (none in corpora built before 2026-11-29)."""
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    return [load_clip(corpus / e["file"], RATE).samples for e in manifest.get("music", []) if e["split"] == split]
+
+
 def cohort_voices(corpus: Path, clips_per_voice: int = 8) -> dict[str, list[Path]]:
     """Training voices (human and synthetic), a few clips each: impostors for score normalisation,
     never enrolled nor tested."""
@@ -83,21 +89,22 @@ def split_clips(voices: dict[str, list[Path]], seed: int) -> tuple[dict[str, lis
 
 
 def build_streams(heard: dict[str, list[Clip]], seed: int, conditions: tuple[str, ...] = CONDITIONS,
-                  turns: int = 12) -> list[Stream]:
-    """One stream per (target voice, condition)."""
+                  turns: int = 12, music: list[np.ndarray] = ()) -> list[Stream]:
+    """One stream per (target voice, condition); music between turns and under the music condition from `music`
+    (recorded tracks) when given, synthetic chords otherwise."""
     streams = []
     for index, target in enumerate(sorted(heard)):
         others = [s for s in sorted(heard) if s != target]
         for condition in conditions:
             rng = np.random.default_rng([seed, index, CONDITIONS.index(condition)])
-            audio, layout = _layout(heard, target, others, turns, rng)
-            streams.append(Stream(f"{target}.{condition}", target, condition, apply_condition(audio, condition, rng),
-                                  layout))
+            audio, layout = _layout(heard, target, others, turns, rng, music)
+            streams.append(Stream(f"{target}.{condition}", target, condition,
+                                  apply_condition(audio, condition, rng, music), layout))
     return streams
 
 
 def _layout(heard: dict[str, list[Clip]], target: str, others: list[str], turns: int,
-            rng: np.random.Generator) -> tuple[np.ndarray, list[Turn]]:
+            rng: np.random.Generator, music: list[np.ndarray]) -> tuple[np.ndarray, list[Turn]]:
     pieces, layout, t = [], [], 0.0
     for turn in range(turns):
         speaker = target if turn % 2 == 0 else others[int(rng.integers(len(others)))]
@@ -108,7 +115,7 @@ def _layout(heard: dict[str, list[Clip]], target: str, others: list[str], turns:
         gap = rng.choice(["~music", "~silence", None], p=[0.3, 0.3, 0.4])
         if gap is not None:
             seconds = rng.uniform(1.0, 3.0)
-            filler = (music_bed(int(seconds * RATE), RATE, rng) * 0.05 if gap == "~music"
+            filler = (_music(int(seconds * RATE), rng, music) * 0.05 if gap == "~music"
                       else np.zeros(int(seconds * RATE), dtype=np.float32))
             layout.append(Turn(str(gap), round(t, 3), round(t + seconds, 3)))
             pieces.append(filler.astype(np.float32))
@@ -129,11 +136,16 @@ def _speech(clips: list[Clip], seconds: float, rng: np.random.Generator) -> np.n
     return (joined * (0.25 / (np.abs(joined).max() + 1e-9))).astype(np.float32)
 
 
-def apply_condition(audio: np.ndarray, condition: str, rng: np.random.Generator) -> np.ndarray:
+def _music(length: int, rng: np.random.Generator, music: list[np.ndarray]) -> np.ndarray:
+    return recorded_bed(length, music, rng) if music else music_bed(length, RATE, rng)
+
+
+def apply_condition(audio: np.ndarray, condition: str, rng: np.random.Generator,
+                    music: list[np.ndarray] = ()) -> np.ndarray:
     if condition == "clean":
         return audio
     if condition == "music":
-        return _at_snr(audio, music_bed(len(audio), RATE, rng), BED_SNR_DB).astype(np.float32)
+        return _at_snr(audio, _music(len(audio), rng, music), BED_SNR_DB).astype(np.float32)
     if condition == "noise":
         return _at_snr(audio, noise_bed(len(audio), rng), BED_SNR_DB).astype(np.float32)
     if condition == "phone":

@@ -29,10 +29,11 @@ from voicewatch.atomicfile import atomic_write_bytes
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.enrollment import enrollment_windows, load_clip
 from voicewatch.features import FeatureExtractor, FeatureSettings
-from voicewatch.training.augment import augment, music_bed, noise_bed
+from voicewatch.training.augment import any_music_bed, augment, noise_bed
 from voicewatch.training.distill import ModelTeacher, Teacher, distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.evaluate import net_window_trials, threshold_at_false_alarm, window_trials_eer
 from voicewatch.training.memory import Memory
+from voicewatch.training.streams import recorded_music
 from voicewatch.training.windowcache import cache_key, cached
 
 _LOG = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def speaker_windows(corpus: Path, entry: dict, rate: int, speed: float = 1.0) ->
 def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: int, seed: int,
                   speeds: tuple[float, ...] = (1.0,), teacher: Teacher | None = None) -> Windows:
     manifest = json.loads((corpus / "manifest.json").read_text())
+    music = recorded_music(corpus, split)
     extractor = FeatureExtractor(settings)
     rng = np.random.default_rng(seed)
     features, labels, speakers, targets = [], [], [], []
@@ -80,12 +82,12 @@ def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: i
             if teacher is not None:
                 targets += [teacher_targets(teacher, windows, settings.sample_rate)] * copies
             for copy in range(copies):
-                waves = windows if copy == 0 else augment(windows, settings.sample_rate, rng)
+                waves = windows if copy == 0 else augment(windows, settings.sample_rate, rng, music=music)
                 with torch.inference_mode():
                     features.append(extractor(torch.from_numpy(waves), settings.sample_rate).half())
                 labels.append(torch.full((len(windows),), label))
     if split == "train":
-        for name, waves in non_speech_windows(settings.sample_rate, 200, rng).items():
+        for name, waves in non_speech_windows(settings.sample_rate, 200, rng, music).items():
             speakers.append(name)
             if teacher is not None:
                 targets.append(teacher_targets(teacher, waves, settings.sample_rate))
@@ -97,13 +99,14 @@ def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: i
     return Windows(torch.cat(features), torch.cat(labels), speakers, torch.cat(targets) if targets else None)
 
 
-def non_speech_windows(rate: int, count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def non_speech_windows(rate: int, count: int, rng: np.random.Generator,
+                       music: list[np.ndarray] = ()) -> dict[str, np.ndarray]:
     """Classes of windows without a voice — noise, music, near-silence — so that the embedding puts
     what a broadcast carries between speakers far from every speaker."""
     length = 2 * rate
     level = lambda: 10 ** (rng.uniform(-50, -10) / 20)  # noqa: E731
     noise = np.stack([noise_bed(length, rng) * level() for _ in range(count)])
-    music = np.stack([music_bed(length, rate, rng) * level() / 3 for _ in range(count)])
+    music = np.stack([any_music_bed(length, rate, rng, music) * level() / 3 for _ in range(count)])
     quiet = np.stack([noise_bed(length, rng) * 10 ** (rng.uniform(-80, -55) / 20) for _ in range(count)])
     return {"~noise": noise.astype(np.float32), "~music": music.astype(np.float32), "~quiet": quiet.astype(np.float32)}
 

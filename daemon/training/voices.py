@@ -4,9 +4,11 @@ Real voices come from `klettres-data` (KDE's alphabet tutor: each language's let
 syllables, recorded by one person per language) and `tuxpaint-stamps-default` (Tux Paint's spoken
 stamp descriptions: a word or two each, one volunteer per language) and `gcin-voice` (every Mandarin
 syllable, recorded by each of two people) and `codec2-examples` (the speech samples of the Codec 2
-project: radio amateurs on the air, 8 kHz), synthetic ones from `espeak-ng` voice variants, `flite`
-voices and Festival's voices (`festvox-*`: diphone, unit-selection and HTS voices each built from one
-person's recordings). Needs the Debian packages `espeak-ng`, `flite`, `festival` and the voices of
+project: radio amateurs on the air, 8 kHz) and `fillets-ng-data-cs`, `-nl` (Fish Fillets NG's Czech
+and Dutch dubbed dialogue, the two fish of each) and `kajongg` (spoken Mahjong calls, English and
+German), synthetic ones from `espeak-ng` voice variants, `flite` voices and Festival's voices
+(`festvox-*`: diphone, unit-selection and HTS voices each built from one person's recordings).
+Needs the Debian packages `espeak-ng`, `flite`, `festival` and the voices of
 FESTIVAL_VOICES installed (a missing one stops the build before anything is written) and `apt-get
 download` working; the data packages are only downloaded and unpacked, never installed.
 
@@ -34,7 +36,7 @@ import soundfile
 import torch
 import torchaudio
 
-from voicewatch.audiofile import read_audio, to_mono
+from voicewatch.audiofile import AudioFileError, read_audio, to_mono
 
 _LOG = logging.getLogger(__name__)
 RATE = 22050
@@ -66,6 +68,28 @@ GCIN_SYLLABLES_PER_CLIP = 6
 CODEC2_SAMPLES = ("ve9qrp", "vk2tpm_004", "vk5qi", "david4")
 """Codec 2's samples with at least 13 s of one voice (112, 35, 13.5 and 30 s; Resemblyzer puts them
 0.40–0.73 apart); the shorter ones are a few seconds each."""
+FILLETS_LANGUAGES = ("cs", "nl")
+FILLETS_ROLES = ("m", "v")
+"""Fish Fillets NG's dubbed dialogue (`fillets-ng-data-cs`, `-nl`): lines named `<level>-<role>-<key>.ogg`, role
+`m` the small fish and `v` the big one, each language's pair voiced by two actors (33–38 minutes each; Resemblyzer
+puts the four 0.65–0.75 apart, and none nearer than 0.78 to a validation voice). Side characters are left out."""
+FILLETS_CLIPS = 300
+"""Lines per voice (of ~600, 1–8 s): about 17 minutes of conversational speech each."""
+KAJONGG_VOICES = {"kajongg-female1": ("female1", "de/female1"), "kajongg-female2": ("female2", "de/female2"),
+                  "kajongg-male1": ("male1", "de/male1"), "kajongg-male2": ("male2",), "kajongg-de-male2": ("de/male2",)}
+"""Kajongg's spoken Mahjong calls (42 per voice folder, English and German): three people recorded both languages
+(Resemblyzer 0.90–0.96 across their two folders, so one speaker each); `male2` and `de/male2` are two others."""
+MUSIC_SOURCES = {
+    "wesnoth-1.16-music": ("usr/share/games/wesnoth/1.16/data/core/music", "GPL-2+", "train"),
+    "warzone2100-music": ("usr/share/games/warzone2100/music", "GPL-2+", "train"),
+    "hyperrogue-music": ("usr/share/hyperrogue/music", "GPL-2+ or CC-BY-SA-3.0 (per track: the package's copyright)",
+                         "val"),
+    "fillets-ng-data": ("usr/share/games/fillets-ng/music", "GPL-2", "val")}
+"""Recorded music (Debian package → its music folder, licence, split): instrumental game soundtracks, orchestral,
+electronic and band. Training windows get beds from the `train` packages; the validation streams' music comes from
+the `val` ones, other composers, so the music condition is not scored on music the model was trained under."""
+MUSIC_EXCERPT_SECONDS = 30
+"""Each track contributes one excerpt from its middle."""
 FESTIVAL_VOICES = {
     "kal_diphone": ("festvox-kallpc16k", "BSD-like (CMU/Edinburgh)"),
     "ked_diphone": ("festvox-kdlpc16k", "BSD-like (CMU/Edinburgh)"),
@@ -157,6 +181,18 @@ def to_model_rate(path: Path) -> np.ndarray:
     return mono
 
 
+def readable_clips(paths: list[Path]) -> list[np.ndarray]:
+    """Each file at the model rate, leaving out (with a warning) the ones that hold no audio: a few of the dubbed
+    lines ship empty."""
+    clips = []
+    for path in paths:
+        try:
+            clips.append(to_model_rate(path))
+        except AudioFileError as exc:
+            _LOG.warning("left out: %s", exc)
+    return clips
+
+
 def write_speaker(out: Path, speaker: str, clips: list[np.ndarray]) -> list[str]:
     folder = out / "speakers" / speaker
     folder.mkdir(parents=True, exist_ok=True)
@@ -226,6 +262,53 @@ def codec2_speakers(cache: Path, out: Path) -> list[dict]:
     return entries
 
 
+def fillets_speakers(cache: Path, out: Path) -> list[dict]:
+    entries = []
+    for language in FILLETS_LANGUAGES:
+        root = fetch_package(f"fillets-ng-data-{language}", cache) / "usr/share/games/fillets-ng/sound"
+        for role in FILLETS_ROLES:
+            lines = sorted(p for p in root.glob(f"*/{language}/*.ogg") if p.stem.split("-")[1:2] == [role])
+            lines = random.Random(f"{language}-{role}").sample(lines, min(FILLETS_CLIPS, len(lines)))
+            speaker = f"fillets-{language}-{role}"
+            files = write_speaker(out, speaker, readable_clips(sorted(lines)))
+            entries.append({"speaker": speaker, "kind": "human", "package": f"fillets-ng-data-{language}",
+                            "licence": "GPL-2", "split": "train", "files": files})
+            _LOG.info("%s: %d clips", speaker, len(files))
+    return entries
+
+
+def kajongg_speakers(cache: Path, out: Path) -> list[dict]:
+    root = fetch_package("kajongg", cache) / "usr/share/kajongg/voices"
+    entries = []
+    for speaker, folders in KAJONGG_VOICES.items():
+        calls = [call for folder in folders for call in sorted((root / folder).glob("*.ogg"))]
+        files = write_speaker(out, speaker, readable_clips(calls))
+        entries.append({"speaker": speaker, "kind": "human", "package": "kajongg", "licence": "GPL-2+",
+                        "split": "train", "files": files})
+        _LOG.info("%s: %d clips", speaker, len(files))
+    return entries
+
+
+def music_excerpts(cache: Path, out: Path) -> list[dict]:
+    folder = out / "music"
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for package, (inside, licence, split) in MUSIC_SOURCES.items():
+        tracks = sorted(p for p in (fetch_package(package, cache) / inside).rglob("*")
+                        if p.suffix in (".ogg", ".opus"))
+        for track in tracks:
+            music = readable_clips([track])
+            if not music or len(music[0]) < MUSIC_EXCERPT_SECONDS * RATE:
+                continue
+            start = (len(music[0]) - MUSIC_EXCERPT_SECONDS * RATE) // 2
+            excerpt = music[0][start:start + MUSIC_EXCERPT_SECONDS * RATE]
+            path = folder / f"{package}-{track.stem}.flac"
+            soundfile.write(str(path), np.clip(excerpt, -1, 1), RATE, subtype="PCM_16")
+            entries.append({"file": str(path.relative_to(out)), "package": package, "licence": licence, "split": split})
+        _LOG.info("%s: %d music excerpts", package, sum(e["package"] == package for e in entries))
+    return entries
+
+
 def festival_speakers(out: Path, per_speaker: int) -> list[dict]:
     entries = []
     for voice, (package, licence) in FESTIVAL_VOICES.items():
@@ -274,9 +357,10 @@ def build(out: Path, cache: Path, per_speaker: int = 12) -> dict:
         raise CorpusError(f"missing Debian packages: {' '.join(missing)} (apt-get install -y {' '.join(missing)}; "
                           "docs/training.md)")
     entries = (klettres_speakers(cache, out) + tuxpaint_speakers(cache, out) + gcin_speakers(cache, out)
-               + codec2_speakers(cache, out) + flite_speakers(out, per_speaker) + festival_speakers(out, per_speaker)
+               + codec2_speakers(cache, out) + fillets_speakers(cache, out) + kajongg_speakers(cache, out)
+               + flite_speakers(out, per_speaker) + festival_speakers(out, per_speaker)
                + espeak_speakers(out, per_speaker))
-    manifest = {"rate": RATE, "speakers": entries,
+    manifest = {"rate": RATE, "speakers": entries, "music": music_excerpts(cache, out),
                 "note": "validation speakers are held out of training; reserved evaluation packages are never used"}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
