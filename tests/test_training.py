@@ -13,7 +13,7 @@ from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.training.augment import CHORDS_RMS, augment, recorded_bed, telephone
 from voicewatch.training.distill import distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.evaluate import eer, min_dcf, window_trials
-from voicewatch.training.train import Windows, batch_all, batch_hard, mine_outside, spec_augment, triplet_terms
+from voicewatch.training.train import Windows, batch_all, batch_hard, mine_outside, triplet_terms
 from voicewatch.training.windowcache import cache_key, cached
 
 
@@ -168,19 +168,6 @@ def test_augmentation_keeps_shape_and_band_limits_the_telephone_copy() -> None:
     assert augment(waves, 22050, rng).shape == waves.shape
     phone = telephone(waves, 22050)
     assert np.abs(phone[0][2000:-2000]).max() < 0.05 and np.abs(phone[1]).max() > 0.5  # 6 kHz gone, 440 Hz kept
-
-
-def test_spec_augment_blanks_whole_mel_bands_and_whole_frame_stretches_of_bounded_width() -> None:
-    features = torch.rand(64, 128, 100) + 1.0  # no zeros of its own
-    masked = spec_augment(features, torch.Generator().manual_seed(0), masks=2, max_mels=12, max_frames=10)
-    blank = masked == 0
-    kept = ~blank
-    assert torch.equal(masked[kept], features[kept])  # the rest untouched
-    rows, columns = blank.all(dim=2), blank.all(dim=1)  # mel bands blank at every frame, frames blank at every mel
-    assert torch.equal(blank, rows[:, :, None] | columns[:, None, :])
-    assert rows.sum(dim=1).max() <= 24 and columns.sum(dim=1).max() <= 20 and blank.any(dim=(1, 2)).sum() > 50
-    again = spec_augment(features, torch.Generator().manual_seed(0), masks=2, max_mels=12, max_frames=10)
-    assert torch.equal(masked, again)
 
 
 def test_a_recorded_bed_is_a_stretch_of_one_track_as_loud_as_the_chords_even_from_a_short_track() -> None:

@@ -148,21 +148,6 @@ def mine_outside(anchors: torch.Tensor, anchor_labels: torch.Tensor, pool: torch
     return sims.argmax(dim=1)
 
 
-def spec_augment(features: torch.Tensor, generator: torch.Generator, masks: int = 2, max_mels: int = 12,
-                 max_frames: int = 10) -> torch.Tensor:
-    """SpecAugment: each [mels, frames] window of the batch with `masks` bands of up to `max_mels` mels and `masks`
-    stretches of up to `max_frames` frames set to the window's mean (0 after the per-window mean subtraction)."""
-    batch, mels, frames = features.shape
-    keep = torch.ones_like(features, dtype=torch.bool)
-    for size, widest, expand in ((mels, max_mels, lambda m: m[:, :, None]), (frames, max_frames, lambda m: m[:, None, :])):
-        for _ in range(masks):
-            width = torch.randint(0, widest + 1, (batch, 1), generator=generator)
-            start = (torch.rand(batch, 1, generator=generator) * (size - width + 1)).long()
-            span = torch.arange(size)[None, :]
-            keep &= ~expand((span >= start) & (span < start + width))
-    return features * keep
-
-
 def sample_batch(labels: torch.Tensor, speakers: int, per_speaker: int, rng: np.random.Generator) -> torch.Tensor:
     chosen = rng.choice(int(labels.max()) + 1, size=speakers, replace=False)
     rows = []
@@ -226,7 +211,6 @@ def train(args: argparse.Namespace) -> dict:
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=args.steps, last_epoch=start_step - 1)
     pool = pool_labels = None
     memory = Memory(args.memory, architecture.embedding_dim, torch.Generator().manual_seed(args.seed)) if args.memory else None
-    masking = torch.Generator().manual_seed(args.seed) if args.spec_augment else None
     started = time.monotonic()
     for step in range(start_step, args.steps):
         if step % args.pool_every == 0:
@@ -237,7 +221,7 @@ def train(args: argparse.Namespace) -> dict:
             net.train()
         batch = sample_batch(data.labels, args.batch_speakers, args.batch_per_speaker, rng)
         features = data.features[batch].float()
-        embeddings = net(spec_augment(features, masking) if masking is not None else features)
+        embeddings = net(features)
         labels = data.labels[batch]
         inside = batch_hard(embeddings, labels, args.margin).mean() if args.mining == "hard" else batch_all(
             embeddings, labels, args.margin)
@@ -286,8 +270,7 @@ def train(args: argparse.Namespace) -> dict:
               "val_speakers": len(val.speakers), "val_eer": log[-1]["val_eer"] if log else None,
               "architecture": dataclasses.asdict(architecture), "mine_outside": args.mine_outside, "mining": args.mining,
               "init": str(args.init) if args.init else None, "memory": args.memory,
-              "teacher": teacher.name if teacher else None, "distill_loss": args.distill_loss if teacher else None,
-              "spec_augment": args.spec_augment}
+              "teacher": teacher.name if teacher else None, "distill_loss": args.distill_loss if teacher else None}
     embedder.save(args.out, extra=result)
     atomic_write_bytes(Path(str(args.out) + ".log.json"), json.dumps({"result": result, "log": log}, indent=1).encode())
     return result
@@ -324,8 +307,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="embedding: 1 − cos(head(student), teacher); similarity: match the teacher's pairwise "
                              "cosines within the batch (no head)")
     parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (default 1)")
-    parser.add_argument("--spec-augment", action="store_true",
-                        help="mask two bands of up to 12 mels and two stretches of up to 10 frames in every training window")
     parser.add_argument("--threshold-false-alarm", type=float, default=0.05, metavar="RATE",
                         help="the model's detection threshold lets this share of validation impostor windows through")
     parser.add_argument("--window-cache", type=Path, metavar="DIR",
