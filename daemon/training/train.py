@@ -310,7 +310,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold-false-alarm", type=float, default=0.05, metavar="RATE",
                         help="the model's detection threshold lets this share of validation impostor windows through")
     parser.add_argument("--window-cache", type=Path, metavar="DIR",
-                        help="keep prepared training windows here and reuse them when corpus and recipe match (~1.8 GB per seed)")
+                        help="keep prepared training windows here and reuse them when corpus and recipe match (~2.7 GB per seed)")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--threads", type=int, default=2)
 
