@@ -100,13 +100,13 @@ def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: i
 
 
 def non_speech_windows(rate: int, count: int, rng: np.random.Generator,
-                       music: list[np.ndarray] = ()) -> dict[str, np.ndarray]:
-    """Classes of windows without a voice — noise, music, near-silence — so that the embedding puts
-    what a broadcast carries between speakers far from every speaker."""
+                       recorded: list[np.ndarray] = ()) -> dict[str, np.ndarray]:
+    """Classes of windows without a voice — noise, music (from `recorded` tracks half the time when given),
+    near-silence — so that the embedding puts what a broadcast carries between speakers far from every speaker."""
     length = 2 * rate
     level = lambda: 10 ** (rng.uniform(-50, -10) / 20)  # noqa: E731
     noise = np.stack([noise_bed(length, rng) * level() for _ in range(count)])
-    music = np.stack([any_music_bed(length, rate, rng, music) * level() / 3 for _ in range(count)])
+    music = np.stack([any_music_bed(length, rate, rng, recorded) * level() / 3 for _ in range(count)])
     quiet = np.stack([noise_bed(length, rng) * 10 ** (rng.uniform(-80, -55) / 20) for _ in range(count)])
     return {"~noise": noise.astype(np.float32), "~music": music.astype(np.float32), "~quiet": quiet.astype(np.float32)}
 

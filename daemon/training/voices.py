@@ -72,7 +72,7 @@ FILLETS_LANGUAGES = ("cs", "nl")
 FILLETS_ROLES = ("m", "v")
 """Fish Fillets NG's dubbed dialogue (`fillets-ng-data-cs`, `-nl`): lines named `<level>-<role>-<key>.ogg`, role
 `m` the small fish and `v` the big one, each language's pair voiced by two actors (33–38 minutes each; Resemblyzer
-puts the four 0.65–0.75 apart, and none nearer than 0.78 to a validation voice). Side characters are left out."""
+puts the four at cosine 0.65–0.75 to one another and at most 0.78 to any validation voice). Side characters are left out."""
 FILLETS_CLIPS = 300
 """Lines per voice (of ~600, 1–8 s): about 17 minutes of conversational speech each."""
 KAJONGG_VOICES = {"kajongg-female1": ("female1", "de/female1"), "kajongg-female2": ("female2", "de/female2"),
@@ -296,12 +296,13 @@ def music_excerpts(cache: Path, out: Path) -> list[dict]:
     for package, (inside, licence, split) in MUSIC_SOURCES.items():
         tracks = sorted(p for p in (fetch_package(package, cache) / inside).rglob("*")
                         if p.suffix in (".ogg", ".opus"))
+        length = MUSIC_EXCERPT_SECONDS * RATE
         for track in tracks:
-            music = readable_clips([track])
-            if not music or len(music[0]) < MUSIC_EXCERPT_SECONDS * RATE:
+            decoded = readable_clips([track])
+            if not decoded or len(decoded[0]) < length:
                 continue
-            start = (len(music[0]) - MUSIC_EXCERPT_SECONDS * RATE) // 2
-            excerpt = music[0][start:start + MUSIC_EXCERPT_SECONDS * RATE]
+            start = (len(decoded[0]) - length) // 2
+            excerpt = decoded[0][start:start + length]
             path = folder / f"{package}-{track.stem}.flac"
             soundfile.write(str(path), np.clip(excerpt, -1, 1), RATE, subtype="PCM_16")
             entries.append({"file": str(path.relative_to(out)), "package": package, "licence": licence, "split": split})
