@@ -104,10 +104,19 @@ def enrollment_windows(clips: Sequence[Clip], rate: int, length_s: float = 2.0, 
     return np.stack(kept) if kept else np.zeros((0, buffer.length), dtype=np.float32)
 
 
+MAX_ENROLLED_WINDOWS = 32
+"""Windows one enrollment keeps, evenly spread over its clips. A speaker's score is the mean of its top 5
+exemplar cosines, and a speaker with hundreds of exemplars finds five close to almost any voice: enrolled from
+2.5 minutes beside others enrolled from 10–20 s, it drew their windows (docs/model.md)."""
+
+
 def exemplar_windows(windows: np.ndarray, rate: int) -> np.ndarray:
-    """The windows followed by one degraded copy of each (fixed seed; no codec, which would need PyAV)."""
+    """At most MAX_ENROLLED_WINDOWS of the windows, evenly spread, each followed by one degraded copy (fixed seed;
+    no codec, which would need PyAV)."""
     from voicewatch.training.augment import augment
 
+    if len(windows) > MAX_ENROLLED_WINDOWS:
+        windows = windows[np.linspace(0, len(windows) - 1, MAX_ENROLLED_WINDOWS).round().astype(int)]
     return np.concatenate([windows, augment(windows, rate, np.random.default_rng(0), coded_share=0.0)])
 
 

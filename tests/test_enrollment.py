@@ -13,6 +13,7 @@ import torch
 
 from voicewatch.embedder import Embedder
 from voicewatch.enrollment import (
+    MAX_ENROLLED_WINDOWS,
     MIN_LEVEL_SPREAD_DB,
     EnrollmentError,
     embed_clips,
@@ -69,6 +70,15 @@ def test_each_window_is_enrolled_as_recorded_and_once_degraded_the_same_way_ever
     assert np.array_equal(exemplars[: len(windows)], windows) and not np.array_equal(exemplars[len(windows):], windows)
     embeddings = embed_clips(embedder, paths, min_speech_s=8.0)
     assert len(embeddings) == len(exemplars) and torch.equal(embeddings, embed_clips(embedder, paths, min_speech_s=8.0))
+
+
+def test_a_long_enrollment_keeps_at_most_32_windows_spread_from_first_to_last() -> None:
+    windows = np.stack([np.full(2 * RATE, index / 100, dtype=np.float32) for index in range(100)])
+    exemplars = exemplar_windows(windows, RATE)
+    assert MAX_ENROLLED_WINDOWS == 32 and exemplars.shape == (64, 2 * RATE)
+    kept = exemplars[:32, 0] * 100
+    assert kept[0] == 0 and round(kept[-1]) == 99 and np.all(np.diff(kept) >= 2.9)  # about every third window
+    assert len(exemplar_windows(windows[:20], RATE)) == 40  # 20 s of speech: every window kept
 
 
 def test_too_little_speech_is_refused(tmp_path: Path, embedder: Embedder) -> None:
