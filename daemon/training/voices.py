@@ -204,6 +204,14 @@ def write_speaker(out: Path, speaker: str, clips: list[np.ndarray]) -> list[str]
     return files
 
 
+def recorded_voice(out: Path, speaker: str, clips: list[np.ndarray], package: str, licence: str,
+                   split: str = "train") -> dict:
+    """Write one recorded person's clips and return their manifest entry."""
+    files = write_speaker(out, speaker, clips)
+    _LOG.info("%s: %d clips", speaker, len(files))
+    return {"speaker": speaker, "kind": "human", "package": package, "licence": licence, "split": split, "files": files}
+
+
 def klettres_speakers(cache: Path, out: Path) -> list[dict]:
     root = fetch_package("klettres-data", cache) / "usr/share/klettres"
     entries = []
@@ -212,11 +220,9 @@ def klettres_speakers(cache: Path, out: Path) -> list[dict]:
                  if str(c.parent.relative_to(root)) not in KLETTRES_SKIP]
         if not clips or folder.name in KLETTRES_SKIP:
             continue
-        speaker = f"klettres-{folder.name}"
-        files = write_speaker(out, speaker, [to_model_rate(c) for c in clips])
-        entries.append({"speaker": speaker, "kind": "human", "package": "klettres-data", "licence": "GPL-2+",
-                        "split": "val" if folder.name in KLETTRES_VALIDATION else "train", "files": files})
-        _LOG.info("%s: %d clips", speaker, len(files))
+        entries.append(recorded_voice(out, f"klettres-{folder.name}", [to_model_rate(c) for c in clips],
+                                      "klettres-data", "GPL-2+",
+                                      "val" if folder.name in KLETTRES_VALIDATION else "train"))
     return entries
 
 
@@ -226,11 +232,8 @@ def tuxpaint_speakers(cache: Path, out: Path) -> list[dict]:
     for language in TUXPAINT_LANGUAGES:
         clips = sorted(root.glob(f"**/*_desc_{language}.ogg"))
         clips = random.Random(language).sample(clips, min(TUXPAINT_CLIPS, len(clips)))
-        speaker = f"tuxpaint-{language}"
-        files = write_speaker(out, speaker, [to_model_rate(c) for c in sorted(clips)])
-        entries.append({"speaker": speaker, "kind": "human", "package": "tuxpaint-stamps-default", "licence": "GPL-2",
-                        "split": "train", "files": files})
-        _LOG.info("%s: %d clips", speaker, len(files))
+        entries.append(recorded_voice(out, f"tuxpaint-{language}", [to_model_rate(c) for c in sorted(clips)],
+                                      "tuxpaint-stamps-default", "GPL-2"))
     return entries
 
 
@@ -242,11 +245,7 @@ def gcin_speakers(cache: Path, out: Path) -> list[dict]:
         random.Random(take).shuffle(syllables)
         clips = [np.concatenate([to_model_rate(s) for s in syllables[start:start + GCIN_SYLLABLES_PER_CLIP]])
                  for start in range(0, len(syllables), GCIN_SYLLABLES_PER_CLIP)]
-        speaker = f"gcin-{take}"
-        files = write_speaker(out, speaker, clips)
-        entries.append({"speaker": speaker, "kind": "human", "package": "gcin-voice", "licence": licence,
-                        "split": "val", "files": files})
-        _LOG.info("%s: %d clips of %d syllables", speaker, len(files), GCIN_SYLLABLES_PER_CLIP)
+        entries.append(recorded_voice(out, f"gcin-{take}", clips, "gcin-voice", licence, "val"))
     return entries
 
 
@@ -254,11 +253,10 @@ def codec2_speakers(cache: Path, out: Path) -> list[dict]:
     root = fetch_package("codec2-examples", cache) / "usr/share/codec2/wav"
     entries = []
     for sample in CODEC2_SAMPLES:
-        speaker = f"codec2-{sample}"
         recording = to_model_rate(root / f"{sample}.wav")
-        files = write_speaker(out, speaker, np.array_split(recording, max(1, len(recording) // (5 * RATE))))
-        entries.append({"speaker": speaker, "kind": "human", "package": "codec2-examples", "licence": "LGPL-2.1",
-                        "split": "train", "files": files})
+        entries.append(recorded_voice(out, f"codec2-{sample}",
+                                      np.array_split(recording, max(1, len(recording) // (5 * RATE))),
+                                      "codec2-examples", "LGPL-2.1"))
     return entries
 
 
@@ -269,24 +267,17 @@ def fillets_speakers(cache: Path, out: Path) -> list[dict]:
         for role in FILLETS_ROLES:
             lines = sorted(p for p in root.glob(f"*/{language}/*.ogg") if p.stem.split("-")[1:2] == [role])
             lines = random.Random(f"{language}-{role}").sample(lines, min(FILLETS_CLIPS, len(lines)))
-            speaker = f"fillets-{language}-{role}"
-            files = write_speaker(out, speaker, readable_clips(sorted(lines)))
-            entries.append({"speaker": speaker, "kind": "human", "package": f"fillets-ng-data-{language}",
-                            "licence": "GPL-2", "split": "train", "files": files})
-            _LOG.info("%s: %d clips", speaker, len(files))
+            entries.append(recorded_voice(out, f"fillets-{language}-{role}", readable_clips(sorted(lines)),
+                                          f"fillets-ng-data-{language}", "GPL-2"))
     return entries
 
 
 def kajongg_speakers(cache: Path, out: Path) -> list[dict]:
     root = fetch_package("kajongg", cache) / "usr/share/kajongg/voices"
-    entries = []
-    for speaker, folders in KAJONGG_VOICES.items():
-        calls = [call for folder in folders for call in sorted((root / folder).glob("*.ogg"))]
-        files = write_speaker(out, speaker, readable_clips(calls))
-        entries.append({"speaker": speaker, "kind": "human", "package": "kajongg", "licence": "GPL-2+",
-                        "split": "train", "files": files})
-        _LOG.info("%s: %d clips", speaker, len(files))
-    return entries
+    return [recorded_voice(out, speaker, readable_clips([call for folder in folders
+                                                         for call in sorted((root / folder).glob("*.ogg"))]),
+                           "kajongg", "GPL-2+")
+            for speaker, folders in KAJONGG_VOICES.items()]
 
 
 def music_excerpts(cache: Path, out: Path) -> list[dict]:
