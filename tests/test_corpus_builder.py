@@ -83,3 +83,18 @@ def test_music_excerpts_are_the_middle_of_each_long_enough_track_with_package_li
     excerpt, rate = soundfile.read(str(tmp_path / "corpus/music/game-music-theme.flac"), dtype="float32")
     assert rate == voices.RATE and len(excerpt) == 2 * voices.RATE
     assert excerpt[0] == pytest.approx(-0.5 / 3, abs=0.01) and excerpt[-1] == pytest.approx(0.5 / 3, abs=0.01)
+
+
+def test_a_data_package_whose_layout_changed_stops_the_build_with_its_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicewatch.training import voices
+
+    (tmp_path / "cache" / "kajongg" / "usr/share/kajongg/voices").mkdir(parents=True)  # no voice folders any more
+    with pytest.raises(CorpusError, match=r"kajongg: no clips found for kajongg-female1"):
+        voices.kajongg_speakers(tmp_path / "cache", tmp_path / "corpus")
+    monkeypatch.setattr(voices, "MUSIC_SOURCES", {"game-music": ("usr/share/music", "GPL-2+", "val")})
+    folder = tmp_path / "cache" / "game-music" / "usr/share/music"
+    folder.mkdir(parents=True)
+    soundfile.write(str(folder / "sting.ogg"), np.zeros(voices.RATE, dtype=np.float32), voices.RATE)  # 1 s only
+    with pytest.raises(CorpusError, match=r"game-music: no track of 30 s or more under usr/share/music"):
+        voices.music_excerpts(tmp_path / "cache", tmp_path / "corpus")

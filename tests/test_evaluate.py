@@ -144,6 +144,25 @@ def test_the_music_of_validation_streams_comes_from_the_recordings_given_and_cho
     assert share_at_3k(recorded["low.clean"].audio) > 0.01  # the music between turns
 
 
+def test_a_missing_or_silent_music_excerpt_is_left_out_with_a_warning_and_the_rest_is_used(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from voicewatch.training.streams import RATE, recorded_music
+
+    (tmp_path / "music").mkdir()
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(RATE * 3) / RATE)).astype(np.float32)
+    soundfile.write(str(tmp_path / "music/tune.flac"), tone, RATE)
+    soundfile.write(str(tmp_path / "music/silence.flac"), np.zeros(RATE * 3, dtype=np.float32), RATE)
+    (tmp_path / "music/broken.flac").write_bytes(b"not a flac file")
+    entries = [{"file": f"music/{name}.flac", "package": "p", "licence": "GPL-2+", "split": split}
+               for name, split in (("tune", "val"), ("silence", "val"), ("broken", "val"), ("gone", "val"),
+                                   ("tune", "train"))]
+    (tmp_path / "manifest.json").write_text(json.dumps({"rate": RATE, "speakers": [], "music": entries}))
+    tracks = recorded_music(tmp_path, "val")
+    assert len(tracks) == 1 and np.allclose(tracks[0][:1000], tone[:1000], atol=1e-3)
+    left_out = [r.getMessage() for r in caplog.records if "music excerpt left out" in r.getMessage()]
+    assert len(left_out) == 3 and all(any(name in m for m in left_out) for name in ("silence", "broken", "gone"))
+
+
 def test_eval_on_a_corpus_writes_json_det_png_and_rttm(corpus: Path, tmp_path: Path) -> None:
     out, det, found = tmp_path / "eval.json", tmp_path / "det.png", tmp_path / "found.rttm"
     result = run_cli("eval", "--corpus", str(corpus), "--conditions", "clean,mp2", "--out", str(out), "--det", str(det),

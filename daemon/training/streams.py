@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
-from voicewatch.enrollment import Clip, load_clip
+from voicewatch.audiofile import AudioFileError
+from voicewatch.enrollment import Clip, EnrollmentError, load_clip
 from voicewatch.training.augment import _at_snr, music_bed, noise_bed, recorded_bed, telephone
 from voicewatch.training.codecs import codec_roundtrip
 
+_LOG = logging.getLogger(__name__)
 RATE = 22050
 CONDITIONS = ("clean", "music", "noise", "phone", "mp2")
 BED_SNR_DB = 10.0
@@ -63,9 +66,18 @@ def validation_voices(corpus: Path) -> dict[str, list[Path]]:
 
 
 def recorded_music(corpus: Path, split: str) -> list[np.ndarray]:
-    """The corpus' recorded music excerpts of one split (none in corpora built before 2026-11-29)."""
+    """The corpus' recorded music excerpts of one split (none in corpora built before 2026-11-29); an excerpt that
+    is missing, unreadable or silent is left out with a warning naming it."""
     manifest = json.loads((corpus / "manifest.json").read_text())
-    return [load_clip(corpus / e["file"], RATE).samples for e in manifest.get("music", []) if e["split"] == split]
+    tracks = []
+    for entry in manifest.get("music", []):
+        if entry["split"] != split:
+            continue
+        try:
+            tracks.append(load_clip(corpus / entry["file"], RATE).samples)
+        except (AudioFileError, EnrollmentError) as exc:
+            _LOG.warning("music excerpt left out: %s", exc)
+    return tracks
 
 
 def cohort_voices(corpus: Path, clips_per_voice: int = 8) -> dict[str, list[Path]]:

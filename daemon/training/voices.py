@@ -206,7 +206,10 @@ def write_speaker(out: Path, speaker: str, clips: list[np.ndarray]) -> list[str]
 
 def recorded_voice(out: Path, speaker: str, clips: list[np.ndarray], package: str, licence: str,
                    split: str = "train") -> dict:
-    """Write one recorded person's clips and return their manifest entry."""
+    """Write one recorded person's clips and return their manifest entry (CorpusError when the package held none:
+    its layout changed)."""
+    if not clips:
+        raise CorpusError(f"{package}: no clips found for {speaker} (has the package's layout changed?)")
     files = write_speaker(out, speaker, clips)
     _LOG.info("%s: %d clips", speaker, len(files))
     return {"speaker": speaker, "kind": "human", "package": package, "licence": licence, "split": split, "files": files}
@@ -297,7 +300,11 @@ def music_excerpts(cache: Path, out: Path) -> list[dict]:
             path = folder / f"{package}-{track.stem}.flac"
             soundfile.write(str(path), np.clip(excerpt, -1, 1), RATE, subtype="PCM_16")
             entries.append({"file": str(path.relative_to(out)), "package": package, "licence": licence, "split": split})
-        _LOG.info("%s: %d music excerpts", package, sum(e["package"] == package for e in entries))
+        found = sum(e["package"] == package for e in entries)
+        if not found:
+            raise CorpusError(f"{package}: no track of {MUSIC_EXCERPT_SECONDS} s or more under {inside} "
+                              "(has the package's layout changed?)")
+        _LOG.info("%s: %d music excerpts", package, found)
     return entries
 
 
