@@ -1,4 +1,4 @@
-"""`voicewatch pretrain` then `voicewatch train --init --memory`, then a smaller student distilled from
+"""`voicewatch pretrain` then `voicewatch train --init --memory --classify-weight`, then a smaller student distilled from
 an ensemble of that model and itself (`--teacher A,B`): the whole training path runs on a tiny corpus
 and writes models the product loads."""
 
@@ -21,12 +21,14 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     assert json.loads(pre.stdout)["steps"] == 3 and encoder.exists()
     model = tmp_path / "model.safetensors"
     trained = run_cli("train", "--corpus", str(corpus), "--out", str(model), "--init", str(encoder), "--memory", "64",
+                      "--classify-weight", "0.2",
                       "--channels", "32,32", "--steps", "4", "--batch-speakers", "3", "--batch-per-speaker", "2",
                       "--copies", "1", "--pool", "32", "--pool-every", "2", "--eval-every", "2", "--threads", "1",
                       timeout=600)
     assert trained.returncode == 0, trained.stderr
     result = json.loads(trained.stdout)
     assert result["memory"] == 64 and result["init"] == str(encoder) and 0.0 <= result["val_eer"] <= 1.0
+    assert result["classify_weight"] == 0.2
     assert "conv blocks initialised from" in trained.stderr
     loaded = Embedder.load(model, device="cpu")
     assert loaded.net.architecture.channels == (32, 32)
@@ -46,7 +48,7 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     assert again.returncode == 0 and again.stderr.count("windows from") == 2, again.stderr
     resumed = run_cli("train", "--corpus", str(corpus), "--out", str(student), "--resume", "--channels", "16,16",
                       "--embedding-dim", "8", "--steps", "3", "--threads", "1", timeout=600)  # no --teacher this time
-    assert resumed.returncode == 2 and "was trained with another --teacher setting" in resumed.stderr
+    assert resumed.returncode == 2 and "was trained with another --teacher or --classify-weight setting" in resumed.stderr
     no_teacher = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "y.safetensors"), "--teacher",
                          str(tmp_path / "missing.safetensors"), "--steps", "1", "--threads", "1", timeout=600)
     assert no_teacher.returncode == 2 and "neither 'resemblyzer' nor a model file" in no_teacher.stderr

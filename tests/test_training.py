@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.training.augment import CHORDS_RMS, augment, recorded_bed, telephone
+from voicewatch.training.classifier import MarginClassifier
 from voicewatch.training.distill import distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.evaluate import eer, min_dcf, window_trials
 from voicewatch.training.train import Windows, batch_all, batch_hard, mine_outside, triplet_terms
@@ -100,6 +101,17 @@ def test_similarity_loss_compares_pairwise_cosines_whatever_the_two_embedding_si
     assert similarity_loss(student, unit([1, 0, 0], [0, 0, 1])).item() == 0.0  # the teacher agrees
     # the teacher says the pair is the same voice (cosine 1): the two off-diagonal entries are off by 1
     assert similarity_loss(student, unit([1, 0, 0], [1, 0, 0])).item() == pytest.approx(2 / 4)
+
+
+def test_the_margin_classifier_is_softmax_cross_entropy_of_scaled_cosines_with_the_margin_off_the_true_class() -> None:
+    classifier = MarginClassifier(dim=2, classes=2, scale=10.0, margin=0.2)
+    with torch.no_grad():
+        classifier.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 3.0]]))  # class vectors are normalised
+    embeddings, labels = unit([1, 0], [1, 0]), torch.tensor([0, 1])
+    # first row: cosines (1, 0) → logits (10·0.8, 0); second row: cosines (1, 0) → logits (10, 10·(0 − 0.2))
+    expected = (F.cross_entropy(torch.tensor([[8.0, 0.0]]), torch.tensor([0]))
+                + F.cross_entropy(torch.tensor([[10.0, -2.0]]), torch.tensor([1]))) / 2
+    assert classifier.loss(embeddings, labels).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_teacher_targets_are_embedded_in_batches_in_window_order() -> None:

@@ -30,6 +30,7 @@ from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.enrollment import enrollment_windows, load_clip
 from voicewatch.features import FeatureExtractor, FeatureSettings
 from voicewatch.training.augment import any_music_bed, augment, noise_bed
+from voicewatch.training.classifier import MarginClassifier
 from voicewatch.training.distill import ModelTeacher, Teacher, distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.evaluate import net_window_trials, threshold_at_false_alarm, window_trials_eer
 from voicewatch.training.memory import Memory
@@ -194,17 +195,20 @@ def train(args: argparse.Namespace) -> dict:
             raise ValueError(f"{args.init} does not fit --channels {args.channels}: {exc}") from None
         _LOG.info("conv blocks initialised from %s", args.init)
     head = torch.nn.Linear(architecture.embedding_dim, teacher.dim) if teacher else torch.nn.Identity()
-    optimiser = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=args.lr, weight_decay=1e-5)
+    classifier = MarginClassifier(architecture.embedding_dim, len(data.speakers)) if args.classify_weight else None
+    heads = torch.nn.ModuleDict({"head": head, **({"classifier": classifier} if classifier else {})})  # training only
+    optimiser = torch.optim.Adam([*net.parameters(), *heads.parameters()], lr=args.lr, weight_decay=1e-5)
     start_step, log = 0, []
     checkpoint = Path(str(args.out) + ".train.pt")
     if args.resume and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=True)
         net.load_state_dict(state["net"])
         try:
-            head.load_state_dict(state.get("head", {}))
-        except RuntimeError:  # a head of another teacher, or none where one is expected
-            raise ValueError(f"{checkpoint} was trained with another --teacher setting (its distillation head does not "
-                             "fit); resume with the teacher it was trained with, or start afresh without --resume") from None
+            heads.load_state_dict(state.get("heads", {}))
+        except RuntimeError:  # a head of another teacher or speaker count, or none where one is expected
+            raise ValueError(f"{checkpoint} was trained with another --teacher or --classify-weight setting (its "
+                             "training heads do not fit); resume with the settings it was trained with, or start "
+                             "afresh without --resume") from None
         optimiser.load_state_dict(state["optimiser"])
         start_step = int(state["step"])
         _LOG.info("resumed at step %d", start_step)
@@ -241,6 +245,8 @@ def train(args: argparse.Namespace) -> dict:
                 loss = loss + args.distill_weight * similarity_loss(embeddings, targets)
             else:
                 loss = loss + args.distill_weight * distill_loss(head, embeddings, targets)
+        if classifier is not None:
+            loss = loss + args.classify_weight * classifier.loss(embeddings, labels)
         if memory is not None:
             loss = loss + args.memory_weight * memory.loss(embeddings, labels, args.margin)
         optimiser.zero_grad()
@@ -257,7 +263,7 @@ def train(args: argparse.Namespace) -> dict:
                      "seconds": round(time.monotonic() - started, 1)}
             log.append(entry)
             _LOG.info("%s", entry)
-            state = {"net": net.state_dict(), "head": head.state_dict(), "optimiser": optimiser.state_dict(), "step": step + 1}
+            state = {"net": net.state_dict(), "heads": heads.state_dict(), "optimiser": optimiser.state_dict(), "step": step + 1}
             buffer = io.BytesIO()
             torch.save(state, buffer)
             atomic_write_bytes(checkpoint, buffer.getvalue())  # a kill mid-save keeps the previous checkpoint
@@ -270,7 +276,8 @@ def train(args: argparse.Namespace) -> dict:
               "val_speakers": len(val.speakers), "val_eer": log[-1]["val_eer"] if log else None,
               "architecture": dataclasses.asdict(architecture), "mine_outside": args.mine_outside, "mining": args.mining,
               "init": str(args.init) if args.init else None, "memory": args.memory,
-              "teacher": teacher.name if teacher else None, "distill_loss": args.distill_loss if teacher else None}
+              "teacher": teacher.name if teacher else None, "distill_loss": args.distill_loss if teacher else None,
+              "classify_weight": args.classify_weight}
     embedder.save(args.out, extra=result)
     atomic_write_bytes(Path(str(args.out) + ".log.json"), json.dumps({"result": result, "log": log}, indent=1).encode())
     return result
@@ -307,6 +314,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="embedding: 1 − cos(head(student), teacher); similarity: match the teacher's pairwise "
                              "cosines within the batch (no head)")
     parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (default 1)")
+    parser.add_argument("--classify-weight", type=float, default=0.0,
+                        help="weight of an additive-margin softmax over all training speakers beside the triplet loss "
+                             "(training only; 0 = off)")
     parser.add_argument("--threshold-false-alarm", type=float, default=0.05, metavar="RATE",
                         help="the model's detection threshold lets this share of validation impostor windows through")
     parser.add_argument("--window-cache", type=Path, metavar="DIR",
