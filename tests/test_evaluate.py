@@ -120,6 +120,36 @@ def test_a_peer_is_walked_through_streams_the_way_the_product_walks_them(tmp_pat
     assert [s.peak for s in by_windows] == pytest.approx([s.peak for s in by_scan], abs=1e-3)
 
 
+def test_target_streams_search_each_stream_for_its_target_alone(tmp_path: Path) -> None:
+    """The product's usual task: one person sought, every other voice on the stream unknown to the bank."""
+    import torchaudio
+
+    from voicewatch.audiofile import read_audio
+    from voicewatch.config import Config
+    from voicewatch.embedder import Embedder
+    from voicewatch.training.evaluate import _embedder_function, _window_finder, evaluate_target_streams
+    from voicewatch.training.streams import RATE, Stream, Turn
+
+    samples, rate = read_audio(DEMO_RECORDING)
+    audio = torchaudio.functional.resample(torch.from_numpy(samples.reshape(len(samples), -1).mean(1)), rate, RATE).numpy()
+    truth = json.loads(DEMO_TRUTH.read_text())["speaker_segments"]
+    turns = [Turn(s["speaker"], s["start"], s["end"]) for s in truth]
+    embedder, bank = Embedder.load(device="cpu"), SpeakerBank.load(DEMO_BANK)  # alice
+    bob = np.stack([audio[round(t.start * RATE) + i * RATE:][:2 * RATE] for t in turns if t.speaker == "bob"
+                    for i in range(int(t.end - t.start) - 2)])
+    bank.enroll("bob", embedder.embed(torch.from_numpy(bob), RATE))
+    searched_with = []
+
+    def finder(alone: SpeakerBank):
+        searched_with.append(alone.names)
+        return _window_finder(_embedder_function(embedder, RATE), alone, Config())
+
+    streams = [Stream(f"demo.{name}", name, "clean", audio, turns) for name in bank.names]
+    scores = evaluate_target_streams(streams, bank, finder)
+    assert searched_with == [["alice"], ["bob"]] and bank.names == ["alice", "bob"]  # the bank itself is untouched
+    assert set(scores) == {"clean", "all"} and scores["all"]["f1"] >= 0.8
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthetic_corpus(tmp_path_factory.mktemp("corpus"), {"val": VOICES[:3], "train": VOICES[3:]})
@@ -173,6 +203,7 @@ def test_eval_on_a_corpus_writes_json_det_png_and_rttm(corpus: Path, tmp_path: P
     assert set(report["trials"]["model"]) == {"clean", "mp2", "pooled"}
     assert 0.0 <= report["trials"]["model"]["pooled"]["eer"] <= 0.5
     assert set(report["streams"]) >= {"clean", "mp2", "all", "hours"} and report["streams"]["hours"] > 0
+    assert set(report["target_streams"]) == {"clean", "mp2", "all"}
     normalisation = report["score_normalisation"]["model"]  # the tiny corpus' training voices are the cohort
     assert set(normalisation["as_norm"]) == set(normalisation["raw"]) == {"clean", "mp2", "pooled"}
     assert set(normalisation["speaker_thresholds"]) == set(report["voices"])

@@ -330,7 +330,7 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
     tests = {name: enrollment_windows(clips, RATE)[:TEST_WINDOWS] for name, clips in heard.items()}
     cohort_embedded = _cohort_windows(args.corpus) if args.cohort else {}
     results: dict = {"voices": sorted(voices), "threshold": args.threshold, "trials": {}, "score_normalisation": {},
-                     "streams": {}, "peer_streams": {}}
+                     "streams": {}, "target_streams": {}, "peer_streams": {}}
     curves, impostors, banks = {}, {}, {}
     for who, embed in embedders.items():
         bank = banks[who] = enrolled_bank(embed, enroll, args.threshold)
@@ -355,12 +355,15 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
     bank = banks.pop("model")
     with tempfile.TemporaryDirectory(prefix="voicewatch-eval-") as folder:
         results["streams"], found = evaluate_streams(streams, bank, _scan_finder(embedder, bank, config, Path(folder)))
+        results["target_streams"] = evaluate_target_streams(
+            streams, bank, lambda alone: _scan_finder(embedder, alone, config, Path(folder)))
     model_false_alarm = results["trials"]["model"]["pooled"]["false_alarm"]
     for who, peer_bank in banks.items():
         peer_bank.default_threshold = threshold = threshold_at_false_alarm(impostors[who], model_false_alarm)
         scores, _ = evaluate_streams(streams, peer_bank, _window_finder(embedders[who], peer_bank, config))
+        alone = evaluate_target_streams(streams, peer_bank, lambda b, embed=embedders[who]: _window_finder(embed, b, config))
         results["peer_streams"][who] = {"threshold": round(threshold, 4), "pooled_false_alarm": model_false_alarm,
-                                        **scores}
+                                        **scores, "target_alone": alone}
     return results, curves, found
 
 
@@ -384,6 +387,22 @@ def evaluate_streams(streams: list[Stream], bank: SpeakerBank, find: Finder) -> 
     results["hours"] = round(sum(s.seconds for s in streams) / 3600, 3)
     _LOG.info("streams: %s", json.dumps(results["all"]))
     return results, found_lines
+
+
+def evaluate_target_streams(streams: list[Stream], bank: SpeakerBank, finder: Callable[[SpeakerBank], Finder]) -> dict:
+    """Every stream with a bank of its target voice alone (one person sought, every other voice unknown):
+    speaking-time scores of the target, per condition and overall."""
+    counts: dict[str, list[dict[str, float]]] = {}
+    for stream in streams:
+        alone = bank.copy()
+        for other in [name for name in bank.names if name != stream.target]:
+            alone.remove(other)
+        spans = [(s.start, s.end) for s in finder(alone)(stream) if s.speaker == stream.target]
+        counts.setdefault(stream.condition, []).append(segment_counts(spans, stream.truth, stream.seconds))
+    results = {condition: segment_scores(c) for condition, c in counts.items()}
+    results["all"] = segment_scores([c for per in counts.values() for c in per])
+    _LOG.info("streams, target alone in the bank: %s", json.dumps(results["all"]))
+    return results
 
 
 def _scan_finder(embedder: Embedder, bank: SpeakerBank, config: Config, folder: Path) -> Finder:
