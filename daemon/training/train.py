@@ -163,6 +163,8 @@ def train(args: argparse.Namespace) -> dict:
         raise ValueError(f"--threshold-false-alarm must be between 0 and 1, not {args.threshold_false_alarm}")
     if args.distill_weight < 0:
         raise ValueError(f"--distill-weight must be 0 or more, not {args.distill_weight}")
+    if args.classify_weight < 0:
+        raise ValueError(f"--classify-weight must be 0 or more, not {args.classify_weight}")
     if args.distill_loss != "embedding" and not args.teacher:
         raise ValueError(f"--distill-loss {args.distill_loss} needs a --teacher")
     if not (args.corpus / "manifest.json").is_file():
