@@ -5,7 +5,11 @@ and writes models the product loads."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from daemon_harness import run_cli
 from synthetic_voices import VOICES, synthetic_corpus
@@ -67,3 +71,21 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     wrong = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "x.safetensors"), "--init", str(encoder),
                     "--steps", "1", "--threads", "1", timeout=600)
     assert wrong.returncode == 2 and "does not fit --channels 128,128,128" in wrong.stderr
+
+
+def test_the_shipped_recipe_trains_with_resemblyzer_as_teacher_into_a_model_that_runs_without_it(tmp_path: Path) -> None:
+    """The recipe of the shipped model (docs/training.md), on a tiny corpus; needs the optional peer extra."""
+    pytest.importorskip("resemblyzer", reason="the optional peer extra (the training-time teacher) is not installed")
+    corpus = synthetic_corpus(tmp_path / "corpus", {"train": VOICES[:3], "val": VOICES[3:]}, clips=4)
+    model = tmp_path / "model.safetensors"
+    trained = run_cli("train", "--corpus", str(corpus), "--out", str(model), "--teacher", "resemblyzer",
+                      "--distill-loss", "similarity", "--distill-weight", "30", "--classify-weight", "0.2",
+                      "--no-mine-outside", "--channels", "16,16", "--steps", "3", "--batch-speakers", "3",
+                      "--batch-per-speaker", "2", "--copies", "1", "--eval-every", "3", "--threads", "1", timeout=600)
+    assert trained.returncode == 0, trained.stderr
+    result = json.loads(trained.stdout)
+    assert (result["teacher"], result["distill_loss"], result["classify_weight"]) == ("resemblyzer", "similarity", 0.2)
+    code = ("import sys; sys.modules['resemblyzer'] = None; from voicewatch.embedder import Embedder; "
+            f"print(Embedder.load({str(model)!r}, device='cpu').dim)")
+    alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 0 and alone.stdout.strip() == "64", alone.stderr  # the teacher is not needed to run it
