@@ -79,7 +79,7 @@ def test_the_shipped_recipe_trains_with_resemblyzer_as_teacher_into_a_model_that
     corpus = synthetic_corpus(tmp_path / "corpus", {"train": VOICES[:3], "val": VOICES[3:]}, clips=4)
     model = tmp_path / "model.safetensors"
     trained = run_cli("train", "--corpus", str(corpus), "--out", str(model), "--teacher", "resemblyzer",
-                      "--distill-loss", "similarity", "--distill-weight", "30", "--classify-weight", "0.2",
+                      "--distill-loss", "similarity", "--distill-weight", "50", "--classify-weight", "0.2",
                       "--no-mine-outside", "--channels", "16,16", "--steps", "3", "--batch-speakers", "3",
                       "--batch-per-speaker", "2", "--copies", "1", "--eval-every", "3", "--threads", "1", timeout=600)
     assert trained.returncode == 0, trained.stderr
