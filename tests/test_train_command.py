@@ -65,9 +65,10 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     bad_rate = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "z.safetensors"),
                        "--threshold-false-alarm", "1.5", timeout=600)
     assert bad_rate.returncode == 2 and "--threshold-false-alarm must be between 0 and 1" in bad_rate.stderr
-    bad_weight = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "w.safetensors"),
-                         "--classify-weight", "-1", timeout=600)
-    assert bad_weight.returncode == 2 and "--classify-weight must be 0 or more" in bad_weight.stderr
+    for option, value in (("--classify-weight", "-1"), ("--classify-weight", "nan"), ("--distill-weight", "inf")):
+        bad_weight = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "w.safetensors"), option, value,
+                             timeout=600)
+        assert bad_weight.returncode == 2 and f"{option} must be 0 or more" in bad_weight.stderr, (option, value)
     wrong = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "x.safetensors"), "--init", str(encoder),
                     "--steps", "1", "--threads", "1", timeout=600)
     assert wrong.returncode == 2 and "does not fit --channels 128,128,128" in wrong.stderr

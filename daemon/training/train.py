@@ -18,6 +18,7 @@ import dataclasses
 import io
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -161,10 +162,9 @@ def sample_batch(labels: torch.Tensor, speakers: int, per_speaker: int, rng: np.
 def train(args: argparse.Namespace) -> dict:
     if not 0.0 < args.threshold_false_alarm < 1.0:
         raise ValueError(f"--threshold-false-alarm must be between 0 and 1, not {args.threshold_false_alarm}")
-    if args.distill_weight < 0:
-        raise ValueError(f"--distill-weight must be 0 or more, not {args.distill_weight}")
-    if args.classify_weight < 0:
-        raise ValueError(f"--classify-weight must be 0 or more, not {args.classify_weight}")
+    for option, weight in (("--distill-weight", args.distill_weight), ("--classify-weight", args.classify_weight)):
+        if not 0 <= weight < math.inf:  # NaN and infinity too: either would turn every step's loss into NaN
+            raise ValueError(f"{option} must be 0 or more (a finite number), not {weight}")
     if args.distill_loss != "embedding" and not args.teacher:
         raise ValueError(f"--distill-loss {args.distill_loss} needs a --teacher")
     if not (args.corpus / "manifest.json").is_file():
