@@ -225,6 +225,7 @@ def _source_config(args: argparse.Namespace) -> int:
 LAZY_COMMANDS = {
     "bench": ("voicewatch.bench", "measure real-time streams held, latency, memory and scan speed"),
     "train": ("voicewatch.training.train", "train the conv1d embedder with mined triplets"),
+    "fuse": ("voicewatch.training.fuse", "join nets trained apart into one model that runs them side by side"),
     "pretrain": ("voicewatch.training.pretrain", "pre-train the embedder's conv blocks as an autoencoder"),
     "eval": ("voicewatch.training.evaluate", "EER/minDCF on window trials and segment F1 on annotated streams"),
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,14 @@ class Architecture:
     """Output channels of each Conv1d → BatchNorm → ReLU → MaxPool block."""
     kernel_size: int = 3
     embedding_dim: int = 64
+    """Per member."""
+    members: int = 1
+    """Nets of this shape trained apart (`voicewatch fuse`) and run side by side as one: each sees the same
+    features, their unit embeddings are joined and divided by √members, so a cosine is the mean of theirs."""
+
+    @property
+    def dim(self) -> int:
+        return self.embedding_dim * self.members
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Architecture:
@@ -43,13 +52,14 @@ class Architecture:
             channels=tuple(int(c) for c in data["channels"]),
             kernel_size=int(data["kernel_size"]),
             embedding_dim=int(data["embedding_dim"]),
+            members=int(data.get("members", 1)),  # models from before fuse are one net
         )
 
 
 class ConvBlock(nn.Sequential):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int = 1) -> None:
         super().__init__(
-            nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False, groups=groups),
             nn.BatchNorm1d(out_channels),
             nn.ReLU(inplace=True),
             nn.MaxPool1d(2),
@@ -57,21 +67,50 @@ class ConvBlock(nn.Sequential):
 
 
 class EmbedderNet(nn.Module):
-    """Conv1d blocks over time → global average pool → linear → L2 normalisation."""
+    """Conv1d blocks over time → global average pool → linear → L2 normalisation.
+
+    With several members, every layer holds all members' channels side by side: the first convolution reads
+    the shared features, the later ones are grouped one group per member, the linear layer is block-diagonal
+    (`fuse`), and each member's embedding is normalised on its own before they are joined."""
 
     def __init__(self, n_mels: int, architecture: Architecture) -> None:
         super().__init__()
         self.architecture = architecture
-        widths = (n_mels, *architecture.channels)
-        self.blocks = nn.Sequential(
-            *(ConvBlock(i, o, architecture.kernel_size) for i, o in zip(widths, widths[1:], strict=False))
-        )
-        self.project = nn.Linear(widths[-1], architecture.embedding_dim)
+        members = architecture.members
+        widths = (n_mels, *(c * members for c in architecture.channels))
+        self.blocks = nn.Sequential(*(
+            ConvBlock(i, o, architecture.kernel_size, groups=1 if n == 0 else members)
+            for n, (i, o) in enumerate(zip(widths, widths[1:], strict=False))
+        ))
+        self.project = nn.Linear(widths[-1], architecture.dim)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """[B, n_mels, frames] → [B, embedding_dim] unit vectors."""
+        """[B, n_mels, frames] → [B, dim] unit vectors."""
         pooled = self.blocks(features).mean(dim=-1)
-        return F.normalize(self.project(pooled), dim=-1)
+        members = self.architecture.members
+        per_member = F.normalize(self.project(pooled).view(len(pooled), members, -1), dim=-1)
+        return per_member.flatten(1) / math.sqrt(members)
+
+
+def fuse(nets: list[EmbedderNet]) -> EmbedderNet:
+    """One net that runs `nets` (single nets of one shape) side by side: its cosine is the mean of theirs."""
+    shapes = {net.architecture for net in nets}
+    if len(shapes) != 1 or next(iter(shapes)).members != 1:
+        raise ValueError(f"fuse needs single nets of one shape, not {sorted(map(str, shapes))}")
+    n_mels = nets[0].blocks[0][0].in_channels
+    fused = EmbedderNet(n_mels, dataclasses.replace(nets[0].architecture, members=len(nets)))
+    states = [net.state_dict() for net in nets]
+    joined = {}
+    for key, first in states[0].items():
+        parts = [state[key] for state in states]
+        if key == "project.weight":
+            joined[key] = torch.block_diag(*parts)
+        elif first.dim() == 0:  # BatchNorm's num_batches_tracked, unused in inference
+            joined[key] = first
+        else:  # conv weights (out, in / groups, k), biases and BatchNorm statistics: one row block per member
+            joined[key] = torch.cat(parts)
+    fused.load_state_dict(joined)
+    return fused.eval()
 
 
 class CheckpointError(ValueError):
@@ -100,7 +139,7 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return self.net.architecture.embedding_dim
+        return self.net.architecture.dim
 
     @classmethod
     def create(

@@ -9,7 +9,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from voicewatch.embedder import Architecture, CheckpointError, Embedder
+from voicewatch.embedder import Architecture, CheckpointError, Embedder, EmbedderNet, fuse
 from voicewatch.features import FeatureExtractor, FeatureSettings, pick_device
 
 
@@ -79,6 +79,31 @@ def test_bad_checkpoints_are_refused_with_a_reason(embedder: Embedder, tmp_path:
     safetensors.torch.save_file(state, str(tmp_path / "mismatch"), metadata={**meta, "architecture": broken_arch})
     with pytest.raises(CheckpointError, match="not describe a valid embedder"):
         Embedder.load(tmp_path / "mismatch")
+
+
+def test_fused_nets_score_the_mean_of_their_cosines_and_load_as_one_model(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    nets = [EmbedderNet(128, Architecture((32, 32), 3, 16)).eval() for _ in range(3)]
+    for net in nets:  # statistics of their own, as trained nets have
+        for norm in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d)):
+            norm.running_mean.uniform_(-1, 1)
+            norm.running_var.uniform_(0.5, 2)
+    features = torch.randn(5, 128, 98)
+    with torch.no_grad():
+        apart = [net(features) for net in nets]
+        fused = fuse(nets)
+        joined = fused(features)
+    assert joined.shape == (5, 48) and torch.allclose(joined.norm(dim=1), torch.ones(5))
+    mean_cosine = sum(e @ e.T for e in apart) / 3
+    assert torch.allclose(joined @ joined.T, mean_cosine, atol=1e-5)
+    Embedder(fused, FeatureSettings()).save(tmp_path / "fused.safetensors")
+    loaded = Embedder.load(tmp_path / "fused.safetensors", device="cpu")
+    assert loaded.dim == 48 and loaded.net.architecture.members == 3
+    assert torch.allclose(loaded.embed_features(features), joined, atol=1e-6)
+    with pytest.raises(ValueError, match="single nets of one shape"):
+        fuse([nets[0], EmbedderNet(128, Architecture((16, 16), 3, 16))])
+    with pytest.raises(ValueError, match="single nets of one shape"):
+        fuse([fused, nets[0]])
 
 
 def test_features_are_128_mels_by_frames_and_mean_normalised_over_time() -> None:

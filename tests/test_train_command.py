@@ -1,6 +1,6 @@
 """`voicewatch pretrain` then `voicewatch train --init --memory --classify-weight`, then a smaller student distilled from
-an ensemble of that model and itself (`--teacher A,B`): the whole training path runs on a tiny corpus
-and writes models the product loads."""
+an ensemble of that model and itself (`--teacher A,B`), and `voicewatch fuse`: the whole training path runs on a
+tiny corpus and writes models the product loads."""
 
 from __future__ import annotations
 
@@ -50,6 +50,15 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     assert len(list((tmp_path / "windows").glob("*.pt"))) == 2  # training and validation windows
     again = run_cli(*distil, timeout=600)
     assert again.returncode == 0 and again.stderr.count("windows from") == 2, again.stderr
+    fused = tmp_path / "fused.safetensors"
+    joined = run_cli("fuse", "--corpus", str(corpus), "--out", str(fused), str(model), str(model), timeout=600)
+    assert joined.returncode == 0, joined.stderr
+    assert json.loads(joined.stdout)["threshold"] == result["threshold"]  # two copies of a net score as that net does
+    assert Embedder.load(fused, device="cpu").dim == 2 * loaded.dim
+    for models, message in (([model], "two or more model files"), ([model, student], "single nets of one shape")):
+        refused = run_cli("fuse", "--corpus", str(corpus), "--out", str(tmp_path / "f.safetensors"), *map(str, models),
+                          timeout=600)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
     resumed = run_cli("train", "--corpus", str(corpus), "--out", str(student), "--resume", "--channels", "16,16",
                       "--embedding-dim", "8", "--steps", "3", "--threads", "1", timeout=600)  # no --teacher this time
     assert resumed.returncode == 2 and "was trained with another --teacher or --classify-weight setting" in resumed.stderr

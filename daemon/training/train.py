@@ -101,6 +101,19 @@ def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: i
     return Windows(torch.cat(features), torch.cat(labels), speakers, torch.cat(targets) if targets else None)
 
 
+def validation_windows(corpus: Path, settings: FeatureSettings, seed: int, cache: Path | None) -> Windows:
+    """The held-out voices' windows, clean and one degraded copy, drawn as the run of `seed` draws them."""
+    recipe = {"split": "val", "copies": 2, "seed": seed + 1, "features": dataclasses.asdict(settings)}
+    return cached(cache, cache_key(corpus, **recipe), Windows, lambda: build_windows(corpus, "val", settings, 2, seed + 1))
+
+
+def validation_threshold(net: torch.nn.Module, val: Windows, false_alarm: float) -> float:
+    """A model's detection threshold, fixed from validation windows (never from a stream's scores): the score
+    that `false_alarm` of the impostor windows reach."""
+    with torch.no_grad():
+        return threshold_at_false_alarm(net_window_trials(net, val.features, val.labels)[1], false_alarm)
+
+
 def non_speech_windows(rate: int, count: int, rng: np.random.Generator,
                        recorded: list[np.ndarray] = ()) -> dict[str, np.ndarray]:
     """Classes of windows without a voice — noise, music (from `recorded` tracks half the time when given),
@@ -184,9 +197,7 @@ def train(args: argparse.Namespace) -> dict:
                     "features": dataclasses.asdict(settings), "teacher": clean_teacher and clean_teacher.name}
     data = cached(args.window_cache, cache_key(args.corpus, **train_recipe), Windows, lambda: build_windows(
         args.corpus, "train", settings, args.copies, args.seed, speeds=(1.0, 0.88, 1.12), teacher=clean_teacher))
-    val_recipe = {"split": "val", "copies": 2, "seed": args.seed + 1, "features": dataclasses.asdict(settings)}
-    val = cached(args.window_cache, cache_key(args.corpus, **val_recipe), Windows,
-                 lambda: build_windows(args.corpus, "val", settings, 2, args.seed + 1))
+    val = validation_windows(args.corpus, settings, args.seed, args.window_cache)
     net = EmbedderNet(settings.n_mels, architecture)
     if args.init is not None:
         from voicewatch.training.pretrain import load_encoder
@@ -271,8 +282,7 @@ def train(args: argparse.Namespace) -> dict:
             atomic_write_bytes(checkpoint, buffer.getvalue())  # a kill mid-save keeps the previous checkpoint
     net.eval()
     embedder = Embedder(net, settings)
-    # the model's detection threshold, fixed here from validation windows (never from a stream's scores)
-    threshold = threshold_at_false_alarm(net_window_trials(net, val.features, val.labels)[1], args.threshold_false_alarm)
+    threshold = validation_threshold(net, val, args.threshold_false_alarm)
     result = {"threshold": round(threshold, 4), "threshold_false_alarm": args.threshold_false_alarm,
               "steps": args.steps, "seed": args.seed, "train_speakers": len(data.speakers),
               "val_speakers": len(val.speakers), "val_eer": log[-1]["val_eer"] if log else None,
