@@ -39,8 +39,7 @@ class Architecture:
     embedding_dim: int = 64
     """Per member."""
     members: int = 1
-    """Nets of this shape trained apart (`voicewatch fuse`) and run side by side as one: each sees the same
-    features, their unit embeddings are joined and divided by √members, so a cosine is the mean of theirs."""
+    """Nets of this shape trained apart and run side by side (`SideBySide`, `voicewatch fuse`)."""
 
     @property
     def dim(self) -> int:
@@ -52,14 +51,14 @@ class Architecture:
             channels=tuple(int(c) for c in data["channels"]),
             kernel_size=int(data["kernel_size"]),
             embedding_dim=int(data["embedding_dim"]),
-            members=int(data.get("members", 1)),  # models from before fuse are one net
+            members=int(data.get("members", 1)),  # models from before `fuse` are one net
         )
 
 
 class ConvBlock(nn.Sequential):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
         super().__init__(
-            nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False, groups=groups),
+            nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
             nn.BatchNorm1d(out_channels),
             nn.ReLU(inplace=True),
             nn.MaxPool1d(2),
@@ -67,50 +66,51 @@ class ConvBlock(nn.Sequential):
 
 
 class EmbedderNet(nn.Module):
-    """Conv1d blocks over time → global average pool → linear → L2 normalisation.
-
-    With several members, every layer holds all members' channels side by side: the first convolution reads
-    the shared features, the later ones are grouped one group per member, the linear layer is block-diagonal
-    (`fuse`), and each member's embedding is normalised on its own before they are joined."""
+    """Conv1d blocks over time → global average pool → linear → L2 normalisation."""
 
     def __init__(self, n_mels: int, architecture: Architecture) -> None:
         super().__init__()
         self.architecture = architecture
-        members = architecture.members
-        widths = (n_mels, *(c * members for c in architecture.channels))
-        self.blocks = nn.Sequential(*(
-            ConvBlock(i, o, architecture.kernel_size, groups=1 if n == 0 else members)
-            for n, (i, o) in enumerate(zip(widths, widths[1:], strict=False))
-        ))
-        self.project = nn.Linear(widths[-1], architecture.dim)
+        widths = (n_mels, *architecture.channels)
+        self.blocks = nn.Sequential(
+            *(ConvBlock(i, o, architecture.kernel_size) for i, o in zip(widths, widths[1:], strict=False))
+        )
+        self.project = nn.Linear(widths[-1], architecture.embedding_dim)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """[B, n_mels, frames] → [B, dim] unit vectors."""
+        """[B, n_mels, frames] → [B, embedding_dim] unit vectors."""
         pooled = self.blocks(features).mean(dim=-1)
-        members = self.architecture.members
-        per_member = F.normalize(self.project(pooled).view(len(pooled), members, -1), dim=-1)
-        return per_member.flatten(1) / math.sqrt(members)
+        return F.normalize(self.project(pooled), dim=-1)
 
 
-def fuse(nets: list[EmbedderNet]) -> EmbedderNet:
-    """One net that runs `nets` (single nets of one shape) side by side: its cosine is the mean of theirs."""
+class SideBySide(nn.Module):
+    """Nets of one shape trained apart, run on the same features: their unit embeddings joined and divided by
+    √N, so a cosine is the mean of the members' cosines."""
+
+    def __init__(self, n_mels: int, architecture: Architecture) -> None:
+        super().__init__()
+        self.architecture = architecture
+        one = dataclasses.replace(architecture, members=1)
+        self.members = nn.ModuleList(EmbedderNet(n_mels, one) for _ in range(architecture.members))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, frames] → [B, members × embedding_dim] unit vectors."""
+        return torch.cat([member(features) for member in self.members], dim=1) / math.sqrt(len(self.members))
+
+
+def build_net(n_mels: int, architecture: Architecture) -> EmbedderNet | SideBySide:
+    return EmbedderNet(n_mels, architecture) if architecture.members == 1 else SideBySide(n_mels, architecture)
+
+
+def fuse(nets: list[EmbedderNet]) -> SideBySide:
+    """One net that runs `nets` (single nets of one shape) side by side."""
     shapes = {net.architecture for net in nets}
     if len(shapes) != 1 or next(iter(shapes)).members != 1:
         raise ValueError(f"fuse needs single nets of one shape, not {sorted(map(str, shapes))}")
-    n_mels = nets[0].blocks[0][0].in_channels
-    fused = EmbedderNet(n_mels, dataclasses.replace(nets[0].architecture, members=len(nets)))
-    states = [net.state_dict() for net in nets]
-    joined = {}
-    for key, first in states[0].items():
-        parts = [state[key] for state in states]
-        if key == "project.weight":
-            joined[key] = torch.block_diag(*parts)
-        elif first.dim() == 0:  # BatchNorm's num_batches_tracked, unused in inference
-            joined[key] = first
-        else:  # conv weights (out, in / groups, k), biases and BatchNorm statistics: one row block per member
-            joined[key] = torch.cat(parts)
-    fused.load_state_dict(joined)
-    return fused.eval()
+    joined = SideBySide(nets[0].blocks[0][0].in_channels, dataclasses.replace(nets[0].architecture, members=len(nets)))
+    for member, net in zip(joined.members, nets, strict=True):
+        member.load_state_dict(net.state_dict())
+    return joined.eval()
 
 
 class CheckpointError(ValueError):
@@ -122,7 +122,7 @@ class Embedder:
 
     def __init__(
         self,
-        net: EmbedderNet,
+        net: EmbedderNet | SideBySide,
         settings: FeatureSettings,
         device: torch.device | str = "cpu",
         model_id: str = "untrained",
@@ -170,7 +170,7 @@ class Embedder:
         try:
             architecture = Architecture.from_dict(json.loads(meta["architecture"]))
             settings = FeatureSettings(**json.loads(meta["features"]))
-            net = EmbedderNet(settings.n_mels, architecture)
+            net = build_net(settings.n_mels, architecture)
             net.load_state_dict(state)
             info = json.loads(meta.get("info", "{}"))
             if not isinstance(info, dict):

@@ -113,7 +113,9 @@ def test_features_are_128_mels_by_frames_and_mean_normalised_over_time() -> None
 
 
 def test_a_gain_change_does_not_change_the_features() -> None:
-    wave = torch.randn(1, 44100) * 0.1
+    # a fixed draw, loud enough that no band of either copy nears the log floor (at 0.1, one draw in eight
+    # has a narrow low band that quiet in some frame)
+    wave = torch.randn(1, 44100, generator=torch.Generator().manual_seed(0)) * 0.5
     extractor = FeatureExtractor()
     assert torch.allclose(extractor(wave, 22050), extractor(wave * 0.25, 22050), atol=1e-2)
 
