@@ -147,7 +147,7 @@ class Embedder:
         device: torch.device | str = "cpu",
     ) -> Embedder:
         """A fresh, randomly initialised embedder (for training)."""
-        return cls(EmbedderNet(settings.n_mels, architecture), settings, device)
+        return cls(build_net(settings.n_mels, architecture), settings, device)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, device: str = "auto") -> Embedder:

@@ -14,6 +14,7 @@ import pytest
 from daemon_harness import run_cli
 from synthetic_voices import VOICES, synthetic_corpus
 from voicewatch.embedder import Embedder
+from voicewatch.features import FeatureSettings
 
 
 def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path) -> None:
@@ -55,10 +56,15 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     assert joined.returncode == 0, joined.stderr
     assert json.loads(joined.stdout)["threshold"] == result["threshold"]  # two copies of a net score as that net does
     assert Embedder.load(fused, device="cpu").dim == 2 * loaded.dim
-    for models, message in (([model], "two or more model files"), ([model, student], "single nets of one shape")):
-        refused = run_cli("fuse", "--corpus", str(corpus), "--out", str(tmp_path / "f.safetensors"), *map(str, models),
+    other_features = tmp_path / "other-features.safetensors"
+    Embedder.create(loaded.net.architecture, FeatureSettings(hop_length=220)).save(other_features)
+    for options, message in (([model], "two or more model files"), ([model, student], "single nets of one shape"),
+                             ([model, other_features], "trained on the same features"),
+                             ([model, model, "--threshold-false-alarm", "0"], "--threshold-false-alarm must be between")):
+        refused = run_cli("fuse", "--corpus", str(corpus), "--out", str(tmp_path / "f.safetensors"), *map(str, options),
                           timeout=600)
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    assert not (tmp_path / "f.safetensors").exists()
     resumed = run_cli("train", "--corpus", str(corpus), "--out", str(student), "--resume", "--channels", "16,16",
                       "--embedding-dim", "8", "--steps", "3", "--threads", "1", timeout=600)  # no --teacher this time
     assert resumed.returncode == 2 and "was trained with another --teacher or --classify-weight setting" in resumed.stderr
