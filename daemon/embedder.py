@@ -47,11 +47,14 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Architecture:
+        members = int(data.get("members", 1))  # models from before `fuse` are one net
+        if members < 1:
+            raise ValueError(f"members is {members}, not 1 or more")
         return cls(
             channels=tuple(int(c) for c in data["channels"]),
             kernel_size=int(data["kernel_size"]),
             embedding_dim=int(data["embedding_dim"]),
-            members=int(data.get("members", 1)),  # models from before `fuse` are one net
+            members=members,
         )
 
 

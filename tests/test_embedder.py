@@ -79,6 +79,10 @@ def test_bad_checkpoints_are_refused_with_a_reason(embedder: Embedder, tmp_path:
     safetensors.torch.save_file(state, str(tmp_path / "mismatch"), metadata={**meta, "architecture": broken_arch})
     with pytest.raises(CheckpointError, match="not describe a valid embedder"):
         Embedder.load(tmp_path / "mismatch")
+    no_members = json.dumps({"channels": [32, 32], "kernel_size": 3, "embedding_dim": 16, "members": 0})
+    safetensors.torch.save_file({}, str(tmp_path / "empty"), metadata={**meta, "architecture": no_members})
+    with pytest.raises(CheckpointError, match="members is 0"):  # else it would load and fail on its first window
+        Embedder.load(tmp_path / "empty")
 
 
 def test_fused_nets_score_the_mean_of_their_cosines_and_load_as_one_model(tmp_path: Path) -> None:

@@ -60,6 +60,7 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     Embedder.create(loaded.net.architecture, FeatureSettings(hop_length=220)).save(other_features)
     for options, message in (([model], "two or more model files"), ([model, student], "single nets of one shape"),
                              ([model, other_features], "trained on the same features"),
+                             ([model, tmp_path / "missing.safetensors"], "does not exist"),
                              ([model, model, "--threshold-false-alarm", "0"], "--threshold-false-alarm must be between")):
         refused = run_cli("fuse", "--corpus", str(corpus), "--out", str(tmp_path / "f.safetensors"), *map(str, options),
                           timeout=600)

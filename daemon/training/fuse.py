@@ -12,7 +12,13 @@ from pathlib import Path
 import torch
 
 from voicewatch.embedder import Embedder, fuse
-from voicewatch.training.train import validation_threshold, validation_windows
+from voicewatch.training.train import (
+    add_threshold_argument,
+    check_corpus,
+    check_false_alarm_rate,
+    validation_threshold,
+    validation_windows,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -20,10 +26,8 @@ _LOG = logging.getLogger(__name__)
 def fuse_models(paths: list[Path], corpus: Path, seed: int, false_alarm: float, cache: Path | None) -> tuple[Embedder, dict]:
     if len(paths) < 2:
         raise ValueError("fuse needs two or more model files")
-    if not 0.0 < false_alarm < 1.0:
-        raise ValueError(f"--threshold-false-alarm must be between 0 and 1, not {false_alarm}")
-    if not (corpus / "manifest.json").is_file():
-        raise ValueError(f"{corpus}: not a corpus folder, no manifest.json (python -m voicewatch.training.voices makes one)")
+    check_false_alarm_rate(false_alarm)
+    check_corpus(corpus)
     members = [Embedder.load(path, device="cpu") for path in paths]
     if len({member.settings for member in members}) != 1:
         raise ValueError("fuse needs models trained on the same features")
@@ -40,8 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", type=Path, required=True, help="the corpus whose validation voices fix the threshold")
     parser.add_argument("--out", type=Path, required=True, help="model file to write (safetensors)")
     parser.add_argument("--seed", type=int, default=1, help="draw the validation windows as `voicewatch train --seed` does")
-    parser.add_argument("--threshold-false-alarm", type=float, default=0.05, metavar="RATE",
-                        help="the model's detection threshold lets this share of validation impostor windows through")
+    add_threshold_argument(parser)
     parser.add_argument("--window-cache", type=Path, metavar="DIR", help="reuse prepared validation windows from here")
 
 

@@ -101,6 +101,21 @@ def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: i
     return Windows(torch.cat(features), torch.cat(labels), speakers, torch.cat(targets) if targets else None)
 
 
+def check_corpus(corpus: Path) -> None:
+    if not (corpus / "manifest.json").is_file():
+        raise ValueError(f"{corpus}: not a corpus folder, no manifest.json (python -m voicewatch.training.voices makes one)")
+
+
+def check_false_alarm_rate(rate: float) -> None:
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"--threshold-false-alarm must be between 0 and 1, not {rate}")
+
+
+def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold-false-alarm", type=float, default=0.05, metavar="RATE",
+                        help="the model's detection threshold lets this share of validation impostor windows through")
+
+
 def validation_windows(corpus: Path, settings: FeatureSettings, seed: int, cache: Path | None) -> Windows:
     """The held-out voices' windows, clean and one degraded copy, drawn as the run of `seed` draws them."""
     recipe = {"split": "val", "copies": 2, "seed": seed + 1, "features": dataclasses.asdict(settings)}
@@ -173,16 +188,13 @@ def sample_batch(labels: torch.Tensor, speakers: int, per_speaker: int, rng: np.
 
 
 def train(args: argparse.Namespace) -> dict:
-    if not 0.0 < args.threshold_false_alarm < 1.0:
-        raise ValueError(f"--threshold-false-alarm must be between 0 and 1, not {args.threshold_false_alarm}")
+    check_false_alarm_rate(args.threshold_false_alarm)
     for option, weight in (("--distill-weight", args.distill_weight), ("--classify-weight", args.classify_weight)):
         if not 0 <= weight < math.inf:  # NaN and infinity too: either would turn every step's loss into NaN
             raise ValueError(f"{option} must be 0 or more (a finite number), not {weight}")
     if args.distill_loss != "embedding" and not args.teacher:
         raise ValueError(f"--distill-loss {args.distill_loss} needs a --teacher")
-    if not (args.corpus / "manifest.json").is_file():
-        raise ValueError(f"{args.corpus}: not a corpus folder, no manifest.json (python -m voicewatch.training.voices "
-                         "makes one)")
+    check_corpus(args.corpus)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     torch.set_num_threads(args.threads)
@@ -329,8 +341,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classify-weight", type=float, default=0.0,
                         help="weight of an additive-margin softmax over all training speakers beside the triplet loss "
                              "(training only; 0 = off)")
-    parser.add_argument("--threshold-false-alarm", type=float, default=0.05, metavar="RATE",
-                        help="the model's detection threshold lets this share of validation impostor windows through")
+    add_threshold_argument(parser)
     parser.add_argument("--window-cache", type=Path, metavar="DIR",
                         help="keep prepared training windows here and reuse them when corpus and recipe match (~2.7 GB per seed)")
     parser.add_argument("--eval-every", type=int, default=250)
