@@ -9,12 +9,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from synthetic_voices import VOICES, synthetic_corpus
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
+from voicewatch.features import FeatureSettings
 from voicewatch.training.augment import CHORDS_RMS, augment, recorded_bed, telephone
 from voicewatch.training.classifier import MarginClassifier
 from voicewatch.training.distill import distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.evaluate import eer, min_dcf, window_trials
-from voicewatch.training.train import Windows, batch_all, batch_hard, mine_outside, triplet_terms
+from voicewatch.training.train import (
+    Windows,
+    batch_all,
+    batch_hard,
+    build_windows,
+    copy_sources,
+    mine_outside,
+    parse_speeds,
+    sample_batch,
+    triplet_terms,
+)
 from voicewatch.training.windowcache import cache_key, cached
 
 
@@ -171,6 +183,40 @@ def test_the_window_cache_builds_once_per_recipe_and_corpus(tmp_path: Path) -> N
     rebuilt = cached(tmp_path / "cache", key, Windows, build)
     assert len(built) == 3 and rebuilt.speakers == ["a", "b"]  # a damaged file is prepared again and replaced
     assert torch.equal(cached(tmp_path / "cache", key, Windows, build).features, rebuilt.features) and len(built) == 3
+
+
+def test_each_training_row_knows_the_clean_window_it_is_a_copy_of(tmp_path: Path) -> None:
+    corpus = synthetic_corpus(tmp_path / "corpus", {"train": VOICES[:3], "val": VOICES[3:]}, clips=4)
+    data = build_windows(corpus, "train", FeatureSettings(), copies=3, seed=1, speeds=(1.0, 1.1))
+    sources = copy_sources(data.labels, data.speakers, 3)
+    rows = torch.arange(len(sources))
+    features = data.features.float().flatten(1)
+    degraded = 0
+    for label, name in enumerate(data.speakers):
+        own = rows[data.labels == label]
+        clean = own[sources[own] == own]
+        if name.startswith("~"):  # noise, music, quiet: one copy of each window
+            assert len(clean) == len(own)
+            continue
+        assert len(clean) * 3 == len(own) and torch.equal(torch.bincount(sources[own])[clean], torch.full_like(clean, 3))
+        for row in own[sources[own] != own]:  # a degraded copy is nearest to its own clean window, mostly
+            nearest = clean[((features[clean] - features[row]) ** 2).sum(1).argmin()]
+            degraded += int(nearest == sources[row])
+    assert degraded >= 0.8 * int((sources != rows).sum())  # 87 % here; a misaligned layout scores about 11 %
+    batch = sample_batch(data.labels, 6, 4, np.random.default_rng(0), sources)
+    for label in data.labels[batch].unique():
+        drawn = batch[data.labels[batch] == label]
+        if data.speakers[int(label)].startswith("~"):
+            assert len(drawn.unique()) == 4
+        else:  # two windows, each in two different copies
+            assert len(drawn.unique()) == 4 and sorted(torch.bincount(sources[drawn]).tolist())[-2:] == [2, 2]
+
+
+def test_speeds_start_with_the_voice_itself_and_stay_distinct_and_plausible() -> None:
+    assert parse_speeds("1.0,0.88,1.12") == (1.0, 0.88, 1.12)
+    for bad in ("0.9,1.0", "1.0,1.0", "1.0,3", "1.0,fast", ""):
+        with pytest.raises(ValueError, match="--speeds"):
+            parse_speeds(bad)
 
 
 def test_augmentation_keeps_shape_and_band_limits_the_telephone_copy() -> None:

@@ -6,7 +6,8 @@ Loss per anchor, margin 0.3 (the customer's notes): `max(0, m + cos(a, n) − co
   `--pool-every` steps, is scored against all anchors with one matrix product; each anchor's worst
   violator of another speaker is embedded afresh and adds a second triplet term.
 Features are computed once per window and augmentation (noise and music beds at 0–20 dB SNR,
-telephone band, speed-perturbed pseudo-speakers) is baked into several copies of each window.
+telephone band, speed-perturbed pseudo-speakers) is baked into several copies of each window; with
+`--paired-copies` a batch holds each of its windows in two copies.
 With `--teacher`, every copy is also pulled towards a teacher's embedding of the clean window
 (daemon/training/distill.py).
 """
@@ -101,6 +102,17 @@ def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: i
     return Windows(torch.cat(features), torch.cat(labels), speakers, torch.cat(targets) if targets else None)
 
 
+def parse_speeds(text: str) -> tuple[float, ...]:
+    """`--speeds`: comma-separated playback speeds, 1.0 first (the voice itself)."""
+    try:
+        speeds = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--speeds must be numbers separated by commas, not {text!r}") from None
+    if speeds[0] != 1.0 or not all(0.5 <= speed <= 2.0 for speed in speeds) or len(set(speeds)) < len(speeds):
+        raise ValueError(f"--speeds must start with 1.0 and hold distinct speeds between 0.5 and 2, not {text!r}")
+    return speeds
+
+
 def check_corpus(corpus: Path) -> None:
     if not (corpus / "manifest.json").is_file():
         raise ValueError(f"{corpus}: not a corpus folder, no manifest.json (python -m voicewatch.training.voices makes one)")
@@ -178,13 +190,34 @@ def mine_outside(anchors: torch.Tensor, anchor_labels: torch.Tensor, pool: torch
     return sims.argmax(dim=1)
 
 
-def sample_batch(labels: torch.Tensor, speakers: int, per_speaker: int, rng: np.random.Generator) -> torch.Tensor:
+def sample_batch(labels: torch.Tensor, speakers: int, per_speaker: int, rng: np.random.Generator,
+                 sources: torch.Tensor | None = None) -> torch.Tensor:
+    """`speakers` × `per_speaker` rows; with `sources` (`copy_sources`), half as many windows, each in two of its
+    copies, so that every batch asks for the same embedding of a window clean and degraded."""
     chosen = rng.choice(int(labels.max()) + 1, size=speakers, replace=False)
     rows = []
     for label in chosen:
         candidates = torch.nonzero(labels == int(label)).flatten().numpy()
-        rows.append(rng.choice(candidates, size=per_speaker, replace=len(candidates) < per_speaker))
+        windows = np.unique(sources[candidates].numpy()) if sources is not None else candidates
+        if len(windows) == len(candidates):  # one copy of each window (or no pairing asked for)
+            rows.append(rng.choice(candidates, size=per_speaker, replace=len(candidates) < per_speaker))
+            continue
+        for window in rng.choice(windows, size=per_speaker // 2, replace=len(windows) < per_speaker // 2):
+            copies = torch.nonzero(sources == int(window)).flatten().numpy()
+            rows.append(rng.choice(copies, size=2, replace=len(copies) < 2))
     return torch.from_numpy(np.concatenate(rows))
+
+
+def copy_sources(labels: torch.Tensor, speakers: list[str], copies: int) -> torch.Tensor:
+    """Row → the row of the clean window it is a copy of. `build_windows` lays each voice out as `copies` blocks of
+    its windows, clean first; the non-speech classes (`~…`) have one copy of each window."""
+    sources = torch.arange(len(labels))
+    for label, name in enumerate(speakers):
+        if name.startswith("~"):
+            continue
+        rows = torch.nonzero(labels == label).flatten()
+        sources[rows] = rows[torch.arange(len(rows)) % (len(rows) // copies)]
+    return sources
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -205,10 +238,11 @@ def train(args: argparse.Namespace) -> dict:
     if online and teacher.settings != settings:
         raise ValueError(f"--teacher {args.teacher} was trained on other features than voicewatch train computes")
     clean_teacher = None if online else teacher
-    train_recipe = {"split": "train", "copies": args.copies, "seed": args.seed, "speeds": (1.0, 0.88, 1.12),
+    speeds = parse_speeds(args.speeds)
+    train_recipe = {"split": "train", "copies": args.copies, "seed": args.seed, "speeds": speeds,
                     "features": dataclasses.asdict(settings), "teacher": clean_teacher and clean_teacher.name}
     data = cached(args.window_cache, cache_key(args.corpus, **train_recipe), Windows, lambda: build_windows(
-        args.corpus, "train", settings, args.copies, args.seed, speeds=(1.0, 0.88, 1.12), teacher=clean_teacher))
+        args.corpus, "train", settings, args.copies, args.seed, speeds=speeds, teacher=clean_teacher))
     val = validation_windows(args.corpus, settings, args.seed, args.window_cache)
     net = EmbedderNet(settings.n_mels, architecture)
     if args.init is not None:
@@ -239,6 +273,7 @@ def train(args: argparse.Namespace) -> dict:
         _LOG.info("resumed at step %d", start_step)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=args.steps, last_epoch=start_step - 1)
     pool = pool_labels = None
+    sources = copy_sources(data.labels, data.speakers, args.copies) if args.paired_copies else None
     memory = Memory(args.memory, architecture.embedding_dim, torch.Generator().manual_seed(args.seed)) if args.memory else None
     started = time.monotonic()
     for step in range(start_step, args.steps):
@@ -248,7 +283,7 @@ def train(args: argparse.Namespace) -> dict:
             with torch.no_grad():
                 pool, pool_labels, pool_rows = net(data.features[rows].float()), data.labels[rows], rows
             net.train()
-        batch = sample_batch(data.labels, args.batch_speakers, args.batch_per_speaker, rng)
+        batch = sample_batch(data.labels, args.batch_speakers, args.batch_per_speaker, rng, sources)
         features = data.features[batch].float()
         embeddings = net(features)
         labels = data.labels[batch]
@@ -301,7 +336,7 @@ def train(args: argparse.Namespace) -> dict:
               "architecture": dataclasses.asdict(architecture), "mine_outside": args.mine_outside, "mining": args.mining,
               "init": str(args.init) if args.init else None, "memory": args.memory,
               "teacher": teacher.name if teacher else None, "distill_loss": args.distill_loss if teacher else None,
-              "classify_weight": args.classify_weight}
+              "classify_weight": args.classify_weight, "speeds": list(speeds), "paired_copies": args.paired_copies}
     embedder.save(args.out, extra=result)
     atomic_write_bytes(Path(str(args.out) + ".log.json"), json.dumps({"result": result, "log": log}, indent=1).encode())
     return result
@@ -322,6 +357,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-speakers", type=int, default=16)
     parser.add_argument("--batch-per-speaker", type=int, default=6)
     parser.add_argument("--copies", type=int, default=3, help="feature copies per window: clean + augmented")
+    parser.add_argument("--speeds", default="1.0,0.88,1.12",
+                        help="playback speeds of each recorded voice, each speed a pseudo-speaker of its own (1.0 first)")
+    parser.add_argument("--paired-copies", action="store_true",
+                        help="draw each batch's windows in pairs of copies (clean and degraded, or two degraded)")
     parser.add_argument("--pool", type=int, default=4096, help="candidate negatives mined outside the batch")
     parser.add_argument("--pool-every", type=int, default=50, help="steps between pool refreshes")
     parser.add_argument("--mining", choices=("all", "hard"), default="all",
