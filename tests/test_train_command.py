@@ -85,6 +85,12 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
         bad_weight = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "w.safetensors"), option, value,
                              timeout=600)
         assert bad_weight.returncode == 2 and f"{option} must be 0 or more" in bad_weight.stderr, (option, value)
+    for options, message in ((("--speeds", "0.9,1.0"), "--speeds must start with 1.0"),
+                             (("--paired-copies", "--copies", "1"), "--paired-copies needs --copies 2 or more"),
+                             (("--paired-copies", "--batch-per-speaker", "5"), "an even --batch-per-speaker")):
+        refused = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "p.safetensors"), *options, timeout=600)
+        assert refused.returncode == 2 and message in refused.stderr, (options, refused.stderr)
+    assert not (tmp_path / "p.safetensors").exists()
     wrong = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "x.safetensors"), "--init", str(encoder),
                     "--steps", "1", "--threads", "1", timeout=600)
     assert wrong.returncode == 2 and "does not fit --channels 128,128,128" in wrong.stderr
@@ -97,11 +103,12 @@ def test_the_shipped_recipe_trains_with_resemblyzer_as_teacher_into_a_model_that
     model = tmp_path / "model.safetensors"
     trained = run_cli("train", "--corpus", str(corpus), "--out", str(model), "--teacher", "resemblyzer",
                       "--distill-loss", "similarity", "--distill-weight", "50", "--classify-weight", "0.2",
-                      "--no-mine-outside", "--channels", "16,16", "--steps", "3", "--batch-speakers", "3",
-                      "--batch-per-speaker", "2", "--copies", "1", "--eval-every", "3", "--threads", "1", timeout=600)
+                      "--no-mine-outside", "--paired-copies", "--channels", "16,16", "--steps", "3", "--batch-speakers",
+                      "3", "--batch-per-speaker", "2", "--copies", "2", "--eval-every", "3", "--threads", "1", timeout=600)
     assert trained.returncode == 0, trained.stderr
     result = json.loads(trained.stdout)
     assert (result["teacher"], result["distill_loss"], result["classify_weight"]) == ("resemblyzer", "similarity", 0.2)
+    assert result["paired_copies"] and result["speeds"] == [1.0, 0.88, 1.12]
     code = ("import sys; sys.modules['resemblyzer'] = None; from voicewatch.embedder import Embedder; "
             f"print(Embedder.load({str(model)!r}, device='cpu').dim)")
     alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -227,6 +227,10 @@ def train(args: argparse.Namespace) -> dict:
             raise ValueError(f"{option} must be 0 or more (a finite number), not {weight}")
     if args.distill_loss != "embedding" and not args.teacher:
         raise ValueError(f"--distill-loss {args.distill_loss} needs a --teacher")
+    if args.paired_copies and (args.copies < 2 or args.batch_per_speaker % 2):
+        raise ValueError(f"--paired-copies needs --copies 2 or more and an even --batch-per-speaker, not "
+                         f"{args.copies} and {args.batch_per_speaker}")
+    speeds = parse_speeds(args.speeds)
     check_corpus(args.corpus)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -238,7 +242,6 @@ def train(args: argparse.Namespace) -> dict:
     if online and teacher.settings != settings:
         raise ValueError(f"--teacher {args.teacher} was trained on other features than voicewatch train computes")
     clean_teacher = None if online else teacher
-    speeds = parse_speeds(args.speeds)
     train_recipe = {"split": "train", "copies": args.copies, "seed": args.seed, "speeds": speeds,
                     "features": dataclasses.asdict(settings), "teacher": clean_teacher and clean_teacher.name}
     data = cached(args.window_cache, cache_key(args.corpus, **train_recipe), Windows, lambda: build_windows(
