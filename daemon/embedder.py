@@ -40,6 +40,13 @@ class Architecture:
     """Per member."""
     members: int = 1
     """Nets of this shape trained apart and run side by side (`SideBySide`, `voicewatch fuse`)."""
+    centre_bands: tuple[bool, ...] = (True,)
+    """Per member: True subtracts each mel band's mean over the window from the features first, so that a
+    channel's colouring cancels — and so does the voice's average spectrum; False keeps the spectrum's shape."""
+
+    def __post_init__(self) -> None:
+        if len(self.centre_bands) != self.members:
+            raise ValueError(f"centre_bands has {len(self.centre_bands)} entries for {self.members} member(s)")
 
     @property
     def dim(self) -> int:
@@ -50,11 +57,15 @@ class Architecture:
         members = int(data.get("members", 1))  # models from before `fuse` are one net
         if members < 1:
             raise ValueError(f"members is {members}, not 1 or more")
+        centre_bands = data.get("centre_bands", [True] * members)  # models from before it centred every band
+        if not isinstance(centre_bands, list) or not all(isinstance(c, bool) for c in centre_bands):
+            raise ValueError(f"centre_bands is {centre_bands!r}, not a list of true/false")
         return cls(
             channels=tuple(int(c) for c in data["channels"]),
             kernel_size=int(data["kernel_size"]),
             embedding_dim=int(data["embedding_dim"]),
             members=members,
+            centre_bands=tuple(centre_bands),
         )
 
 
@@ -82,6 +93,8 @@ class EmbedderNet(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[B, n_mels, frames] → [B, embedding_dim] unit vectors."""
+        if self.architecture.centre_bands[0]:
+            features = features - features.mean(dim=-1, keepdim=True)
         pooled = self.blocks(features).mean(dim=-1)
         return F.normalize(self.project(pooled), dim=-1)
 
@@ -93,8 +106,10 @@ class SideBySide(nn.Module):
     def __init__(self, n_mels: int, architecture: Architecture) -> None:
         super().__init__()
         self.architecture = architecture
-        one = dataclasses.replace(architecture, members=1)
-        self.members = nn.ModuleList(EmbedderNet(n_mels, one) for _ in range(architecture.members))
+        self.members = nn.ModuleList(
+            EmbedderNet(n_mels, dataclasses.replace(architecture, members=1, centre_bands=(centred,)))
+            for centred in architecture.centre_bands
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[B, n_mels, frames] → [B, members × embedding_dim] unit vectors."""
@@ -106,11 +121,13 @@ def build_net(n_mels: int, architecture: Architecture) -> EmbedderNet | SideBySi
 
 
 def fuse(nets: list[EmbedderNet]) -> SideBySide:
-    """One net that runs `nets` (single nets of one shape) side by side."""
-    shapes = {net.architecture for net in nets}
+    """One net that runs `nets` (single nets of one shape, band-centring or not) side by side."""
+    shapes = {dataclasses.replace(net.architecture, centre_bands=(True,) * net.architecture.members) for net in nets}
     if len(shapes) != 1 or next(iter(shapes)).members != 1:
         raise ValueError(f"fuse needs single nets of one shape, not {sorted(map(str, shapes))}")
-    joined = SideBySide(nets[0].blocks[0][0].in_channels, dataclasses.replace(nets[0].architecture, members=len(nets)))
+    centre_bands = tuple(net.architecture.centre_bands[0] for net in nets)
+    joined = SideBySide(nets[0].blocks[0][0].in_channels,
+                        dataclasses.replace(nets[0].architecture, members=len(nets), centre_bands=centre_bands))
     for member, net in zip(joined.members, nets, strict=True):
         member.load_state_dict(net.state_dict())
     return joined.eval()

@@ -1,9 +1,11 @@
 """Waveforms → normalised log-MEL matrices, batched, on the pipeline's device.
 
 Every window of every stream goes through here in one call per sample rate and tick: resample to
-the model rate with a cached kernel, MelSpectrogram with 128 mels, log, then per-window mean
-subtraction over time (cepstral-mean style) so a channel's fixed colouring and gain — a telephone
-band, a codec, a level change — do not move the embedding.
+the model rate with a cached kernel, MelSpectrogram with 128 mels, log, then the window's mean (over
+every band and frame) subtracted so that a level change does not move the embedding. The shape of the
+spectrum stays: a net that should not see a channel's fixed colouring (a telephone band, a codec)
+subtracts each band's mean itself (`Architecture.centre_bands`, cepstral-mean style) — which also
+removes the voice's average spectrum, so a model may run members of both kinds side by side.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class FeatureExtractor(torch.nn.Module):
         return self._resampler(sample_rate)(waves)
 
     def log_mel(self, waves: torch.Tensor) -> torch.Tensor:
-        """[B, T] at the model rate → [B, n_mels, frames], mean-normalised over time."""
+        """[B, T] at the model rate → [B, n_mels, frames], less the window's mean."""
         return self.normalise(self.raw_log_mel(waves))
 
     def raw_log_mel(self, waves: torch.Tensor) -> torch.Tensor:
@@ -90,8 +92,9 @@ class FeatureExtractor(torch.nn.Module):
 
     @staticmethod
     def normalise(raw: torch.Tensor) -> torch.Tensor:
-        """Per-window mean subtraction over time: a channel's fixed colouring and gain cancel."""
-        return raw - raw.mean(dim=-1, keepdim=True)
+        """The window's mean over every band and frame subtracted: gain cancels, the spectrum's shape stays (a
+        net that wants a channel's colouring cancelled too centres each band itself: `Architecture.centre_bands`)."""
+        return raw - raw.mean(dim=(-2, -1), keepdim=True)
 
     def forward(self, waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
         device = self.mel.spectrogram.window.device

@@ -4,7 +4,7 @@ transformed once, not once per window that covers it.
 With 2 s windows and a 1 s hop, window k+1 starts 50 frames (of 20 ms) into window k, so its first
 48 frames are window k's last 48. Only the rest — the new second plus the 1024-sample frame's
 overlap — is resampled (with a few ms of context before it, so the resampling filter never sees an
-edge there) and transformed; the frames are joined before the per-window mean normalisation.
+edge there) and transformed; the frames are joined before the per-window mean subtraction.
 Windows after a break, after dropped windows, or at rates where frames do not fall on whole input
 samples are computed whole, as before. Nothing else changes: the same windows give the same
 features, to float rounding.

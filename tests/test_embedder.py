@@ -87,7 +87,8 @@ def test_bad_checkpoints_are_refused_with_a_reason(embedder: Embedder, tmp_path:
 
 def test_fused_nets_score_the_mean_of_their_cosines_and_load_as_one_model(tmp_path: Path) -> None:
     torch.manual_seed(1)
-    nets = [EmbedderNet(128, Architecture((32, 32), 3, 16)).eval() for _ in range(3)]
+    kept = Architecture((32, 32), 3, 16, centre_bands=(False,))  # members of both kinds join
+    nets = [EmbedderNet(128, architecture).eval() for architecture in (Architecture((32, 32), 3, 16), kept, kept)]
     for net in nets:  # statistics of their own, as trained nets have
         for norm in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d)):
             norm.running_mean.uniform_(-1, 1)
@@ -103,6 +104,7 @@ def test_fused_nets_score_the_mean_of_their_cosines_and_load_as_one_model(tmp_pa
     Embedder(fused, FeatureSettings()).save(tmp_path / "fused.safetensors")
     loaded = Embedder.load(tmp_path / "fused.safetensors", device="cpu")
     assert loaded.dim == 48 and loaded.net.architecture.members == 3
+    assert loaded.net.architecture.centre_bands == (True, False, False)
     assert torch.allclose(loaded.embed_features(features), joined, atol=1e-6)
     with pytest.raises(ValueError, match="single nets of one shape"):
         fuse([nets[0], EmbedderNet(128, Architecture((16, 16), 3, 16))])
@@ -110,10 +112,41 @@ def test_fused_nets_score_the_mean_of_their_cosines_and_load_as_one_model(tmp_pa
         fuse([fused, nets[0]])
 
 
-def test_features_are_128_mels_by_frames_and_mean_normalised_over_time() -> None:
-    features = FeatureExtractor()(torch.randn(2, 44100), 22050)
+def test_features_are_128_mels_by_frames_less_the_window_mean_and_keep_the_spectrum_shape() -> None:
+    noise = torch.randn(2, 44100, generator=torch.Generator().manual_seed(0))
+    bright = torch.cat([noise[:, :1], noise[:, 1:] - noise[:, :-1]], dim=1)  # differenced: treble up, bass down
+    extractor = FeatureExtractor()
+    features, brighter = extractor(noise, 22050), extractor(bright, 22050)
     assert features.shape == (2, 128, FeatureSettings().frames(44100))
-    assert torch.allclose(features.mean(dim=-1), torch.zeros(2, 128), atol=1e-4)
+    assert torch.allclose(features.mean(dim=(1, 2)), torch.zeros(2), atol=1e-4)
+    tilt = (brighter - features).mean(dim=-1)  # per band: the colouring, which the features keep
+    assert (tilt[:, -16:].mean(dim=1) - tilt[:, :16].mean(dim=1) > 3).all()
+
+
+def test_a_band_centring_net_ignores_a_channel_colouring_and_one_that_keeps_band_means_does_not() -> None:
+    torch.manual_seed(2)
+    features = torch.randn(3, 128, 98)
+    coloured = features + torch.linspace(-2, 2, 128)[None, :, None]  # a fixed tilt on every frame
+    with torch.no_grad():
+        centring = EmbedderNet(128, Architecture((32, 32), 3, 16)).eval()
+        keeping = EmbedderNet(128, Architecture((32, 32), 3, 16, centre_bands=(False,))).eval()
+        assert torch.allclose(centring(features), centring(coloured), atol=1e-5)
+        assert not torch.allclose(keeping(features), keeping(coloured), atol=1e-2)
+
+
+def test_model_files_from_before_band_centring_was_a_choice_load_as_band_centring(tmp_path: Path) -> None:
+    embedder = Embedder.create(Architecture((32, 32), 3, 16))
+    embedder.save(tmp_path / "model")
+    meta = safetensors.safe_open(str(tmp_path / "model"), framework="pt").metadata()
+    state = safetensors.torch.load_file(str(tmp_path / "model"))
+    old = json.dumps({"channels": [32, 32], "kernel_size": 3, "embedding_dim": 16, "members": 1})
+    safetensors.torch.save_file(state, str(tmp_path / "old"), metadata={**meta, "architecture": old})
+    assert Embedder.load(tmp_path / "old", device="cpu").net.architecture.centre_bands == (True,)
+    for wrong in ([True, False], "yes", [1]):
+        bad = json.dumps({"channels": [32, 32], "kernel_size": 3, "embedding_dim": 16, "centre_bands": wrong})
+        safetensors.torch.save_file(state, str(tmp_path / "bad"), metadata={**meta, "architecture": bad})
+        with pytest.raises(CheckpointError, match="centre_bands"):
+            Embedder.load(tmp_path / "bad")
 
 
 def test_a_gain_change_does_not_change_the_features() -> None:

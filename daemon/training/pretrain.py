@@ -78,6 +78,7 @@ def pretrain(args: argparse.Namespace) -> dict:
     settings = FeatureSettings()
     architecture = Architecture(tuple(int(c) for c in args.channels.split(",")), args.kernel_size)
     data = build_windows(args.corpus, "train", settings, 1, args.seed).features
+    data = data - data.mean(dim=-1, keepdim=True)  # as the nets it initialises see them (centre_bands)
     model = ConvAutoencoder(settings.n_mels, architecture)
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     log, started = [], time.monotonic()

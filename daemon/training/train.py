@@ -236,7 +236,8 @@ def train(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(args.seed)
     torch.set_num_threads(args.threads)
     settings = FeatureSettings()
-    architecture = Architecture(tuple(int(c) for c in args.channels.split(",")), args.kernel_size, args.embedding_dim)
+    architecture = Architecture(tuple(int(c) for c in args.channels.split(",")), args.kernel_size, args.embedding_dim,
+                                centre_bands=(not args.keep_band_means,))
     teacher = load_teacher(args.teacher) if args.teacher else None
     online = isinstance(teacher, ModelTeacher)  # embeds each batch's own features; others embed clean windows up front
     if online and teacher.settings != settings:
@@ -362,6 +363,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--copies", type=int, default=3, help="feature copies per window: clean + augmented")
     parser.add_argument("--speeds", default="1.0,0.88,1.12",
                         help="playback speeds of each recorded voice, each speed a pseudo-speaker of its own (1.0 first)")
+    parser.add_argument("--keep-band-means", action="store_true",
+                        help="let the net see each window's average spectrum (the voice's, and the channel's colouring) "
+                             "instead of subtracting each mel band's mean (`voicewatch fuse` can join both kinds)")
     parser.add_argument("--paired-copies", action="store_true",
                         help="draw each batch's windows in pairs of copies (clean and degraded, or two degraded)")
     parser.add_argument("--pool", type=int, default=4096, help="candidate negatives mined outside the batch")

@@ -23,8 +23,9 @@ from voicewatch.atomicfile import atomic_write_bytes
 
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")
-CACHE_VERSION = 1
-"""Raised whenever window preparation changes what it produces, so older files stop matching."""
+CACHE_VERSION = 2
+"""Raised whenever window preparation changes what it produces, so older files stop matching (2: features keep
+each band's mean)."""
 
 
 def cache_key(corpus: Path, **recipe: Any) -> str:
