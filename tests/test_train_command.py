@@ -101,16 +101,23 @@ def test_the_shipped_recipe_trains_with_resemblyzer_as_teacher_into_a_model_that
     """The recipe of the shipped model (docs/training.md), on a tiny corpus; needs the optional peer extra."""
     pytest.importorskip("resemblyzer", reason="the optional peer extra (the training-time teacher) is not installed")
     corpus = synthetic_corpus(tmp_path / "corpus", {"train": VOICES[:3], "val": VOICES[3:]}, clips=4)
-    model = tmp_path / "model.safetensors"
-    trained = run_cli("train", "--corpus", str(corpus), "--out", str(model), "--teacher", "resemblyzer",
-                      "--distill-loss", "similarity", "--distill-weight", "50", "--classify-weight", "0.2",
-                      "--no-mine-outside", "--paired-copies", "--channels", "16,16", "--steps", "3", "--batch-speakers",
-                      "3", "--batch-per-speaker", "2", "--copies", "2", "--eval-every", "3", "--threads", "1", timeout=600)
+    recipe = ("--teacher", "resemblyzer", "--distill-loss", "similarity", "--distill-weight", "50", "--classify-weight",
+              "0.2", "--no-mine-outside", "--paired-copies", "--channels", "16,16", "--steps", "3", "--batch-speakers",
+              "3", "--batch-per-speaker", "2", "--copies", "2", "--eval-every", "3", "--threads", "1")
+    centring, keeping, model = (tmp_path / f"{name}.safetensors" for name in ("centring", "keeping", "model"))
+    trained = run_cli("train", "--corpus", str(corpus), "--out", str(centring), *recipe, timeout=600)
     assert trained.returncode == 0, trained.stderr
     result = json.loads(trained.stdout)
     assert (result["teacher"], result["distill_loss"], result["classify_weight"]) == ("resemblyzer", "similarity", 0.2)
     assert result["paired_copies"] and result["speeds"] == [1.0, 0.88, 1.12]
+    assert result["architecture"]["centre_bands"] == [True]
+    kept = run_cli("train", "--corpus", str(corpus), "--out", str(keeping), *recipe, "--keep-band-means", timeout=600)
+    assert kept.returncode == 0 and json.loads(kept.stdout)["architecture"]["centre_bands"] == [False], kept.stderr
+    fused = run_cli("fuse", "--corpus", str(corpus), "--out", str(model), str(centring), str(centring), str(keeping))
+    assert fused.returncode == 0, fused.stderr
     code = ("import sys; sys.modules['resemblyzer'] = None; from voicewatch.embedder import Embedder; "
-            f"print(Embedder.load({str(model)!r}, device='cpu').dim)")
+            f"net = Embedder.load({str(model)!r}, device='cpu').net; print(net.architecture.dim, "
+            "*net.architecture.centre_bands)")
     alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert alone.returncode == 0 and alone.stdout.strip() == "64", alone.stderr  # the teacher is not needed to run it
+    assert alone.returncode == 0, alone.stderr  # the teacher is not needed to run it
+    assert alone.stdout.split() == ["192", "True", "True", "False"]
