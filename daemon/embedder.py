@@ -40,11 +40,14 @@ class Architecture:
     """Per member."""
     members: int = 1
     """Nets of this shape trained apart and run side by side (`SideBySide`, `voicewatch fuse`)."""
-    centre_bands: tuple[bool, ...] = (True,)
+    centre_bands: tuple[bool, ...] = ()
     """Per member: True subtracts each mel band's mean over the window from the features first, so that a
-    channel's colouring cancels — and so does the voice's average spectrum; False keeps the spectrum's shape."""
+    channel's colouring cancels — and so does the voice's average spectrum; False keeps the spectrum's shape.
+    Left empty: every member centres."""
 
     def __post_init__(self) -> None:
+        if not self.centre_bands:  # frozen: set once, here
+            object.__setattr__(self, "centre_bands", (True,) * self.members)
         if len(self.centre_bands) != self.members:
             raise ValueError(f"centre_bands has {len(self.centre_bands)} entries for {self.members} member(s)")
 
@@ -58,8 +61,9 @@ class Architecture:
         if members < 1:
             raise ValueError(f"members is {members}, not 1 or more")
         centre_bands = data.get("centre_bands", [True] * members)  # models from before it centred every band
-        if not isinstance(centre_bands, list) or not all(isinstance(c, bool) for c in centre_bands):
-            raise ValueError(f"centre_bands is {centre_bands!r}, not a list of true/false")
+        if not isinstance(centre_bands, list) or len(centre_bands) != members or not all(
+                isinstance(c, bool) for c in centre_bands):
+            raise ValueError(f"centre_bands is {centre_bands!r}, not a list of {members} true/false")
         return cls(
             channels=tuple(int(c) for c in data["channels"]),
             kernel_size=int(data["kernel_size"]),
@@ -122,7 +126,7 @@ def build_net(n_mels: int, architecture: Architecture) -> EmbedderNet | SideBySi
 
 def fuse(nets: list[EmbedderNet]) -> SideBySide:
     """One net that runs `nets` (single nets of one shape, band-centring or not) side by side."""
-    shapes = {dataclasses.replace(net.architecture, centre_bands=(True,) * net.architecture.members) for net in nets}
+    shapes = {dataclasses.replace(net.architecture, centre_bands=()) for net in nets}
     if len(shapes) != 1 or next(iter(shapes)).members != 1:
         raise ValueError(f"fuse needs single nets of one shape, not {sorted(map(str, shapes))}")
     centre_bands = tuple(net.architecture.centre_bands[0] for net in nets)

@@ -142,7 +142,8 @@ def test_model_files_from_before_band_centring_was_a_choice_load_as_band_centrin
     old = json.dumps({"channels": [32, 32], "kernel_size": 3, "embedding_dim": 16, "members": 1})
     safetensors.torch.save_file(state, str(tmp_path / "old"), metadata={**meta, "architecture": old})
     assert Embedder.load(tmp_path / "old", device="cpu").net.architecture.centre_bands == (True,)
-    for wrong in ([True, False], "yes", [1]):
+    assert Architecture((32, 32), 3, 16, members=3).centre_bands == (True, True, True)  # left empty: all centre
+    for wrong in ([True, False], [], "yes", [1]):
         bad = json.dumps({"channels": [32, 32], "kernel_size": 3, "embedding_dim": 16, "centre_bands": wrong})
         safetensors.torch.save_file(state, str(tmp_path / "bad"), metadata={**meta, "architecture": bad})
         with pytest.raises(CheckpointError, match="centre_bands"):
