@@ -248,6 +248,23 @@ def test_augmentation_with_recorded_music_keeps_shape_and_mixes_some_of_it_in() 
     assert (at_3k > 1000).sum() >= 3  # the recorded tone lies under some windows
 
 
+def test_the_music_share_decides_how_many_copies_lie_under_music() -> None:
+    t = np.arange(44100) / 22050
+    waves = np.tile(np.sin(2 * np.pi * 440 * t).astype(np.float32), (200, 1))
+    tone = np.sin(2 * np.pi * 3000 * np.arange(22050 * 5) / 22050).astype(np.float32)  # the "recording"
+
+    def under_the_recording(share: float) -> int:
+        out = augment(waves, 22050, np.random.default_rng(1), coded_share=0.0, music=[tone], music_share=share)
+        return int((np.abs(np.fft.rfft(out, axis=1))[:, 6000] > 1000).sum())
+
+    # the recording lies under half the music beds: about 100 × share of the 200 rows
+    assert under_the_recording(0.0) == 0
+    assert 20 <= under_the_recording(0.3) <= 40 and 45 <= under_the_recording(0.6) <= 75
+    for bad in (-0.1, 0.8, float("nan")):
+        with pytest.raises(ValueError, match="music share must be from 0 to 0.75"):
+            augment(waves[:2], 22050, np.random.default_rng(1), music=[tone], music_share=bad)
+
+
 def test_the_shipped_model_loads_and_embeds_unit_vectors() -> None:
     embedder = Embedder.load()
     vectors = embedder.embed(torch.randn(3, 32000) * 0.1, 16000)

@@ -12,6 +12,10 @@ from voicewatch.training.codecs import codec_roundtrip
 
 CODED_SHARE = 0.25
 """Share of augmented windows that go through a broadcast codec."""
+MUSIC_SHARE = 0.30
+"""Share of augmented windows under a music bed; noise lies under another 0.75 − this, nothing under the rest."""
+BED_SHARE = 0.75
+"""Share of augmented windows under a bed of either kind."""
 CHORDS_RMS = 1.5
 """About the RMS of `music_bed` (three tones, five harmonics each)."""
 CODEC_BITRATES = {"mp2": (32000, 64000, 96000), "aac": (16000, 24000, 48000)}
@@ -70,15 +74,17 @@ def telephone(waves: np.ndarray, rate: int) -> np.ndarray:
 
 
 def augment(windows: np.ndarray, rate: int, rng: np.random.Generator, coded_share: float = CODED_SHARE,
-            music: list[np.ndarray] = ()) -> np.ndarray:
+            music: list[np.ndarray] = (), music_share: float = MUSIC_SHARE) -> np.ndarray:
     """A randomly degraded copy of each [N, T] window (`coded_share` of them through a codec, which needs PyAV);
-    music beds come from `music` (recorded tracks at `rate`) half the time when it is given."""
+    `music_share` of them under a music bed, from `music` (recorded tracks at `rate`) half the time when it is given."""
+    if not 0 <= music_share <= BED_SHARE:
+        raise ValueError(f"music share must be from 0 to {BED_SHARE}, not {music_share}")
     out = windows.copy()
     for row in range(len(out)):
         choice = rng.random()
-        if choice < 0.45:
+        if choice < BED_SHARE - music_share:
             out[row] = _at_snr(out[row], noise_bed(out.shape[1], rng), rng.uniform(0, 20))
-        elif choice < 0.75:
+        elif choice < BED_SHARE:
             out[row] = _at_snr(out[row], any_music_bed(out.shape[1], rate, rng, music), rng.uniform(0, 20))
     phone = rng.random(len(out)) < 0.3
     if phone.any():

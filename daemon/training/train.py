@@ -31,7 +31,7 @@ from voicewatch.atomicfile import atomic_write_bytes
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.enrollment import enrollment_windows, load_clip
 from voicewatch.features import FeatureExtractor, FeatureSettings
-from voicewatch.training.augment import any_music_bed, augment, noise_bed
+from voicewatch.training.augment import BED_SHARE, MUSIC_SHARE, any_music_bed, augment, noise_bed
 from voicewatch.training.classifier import MarginClassifier
 from voicewatch.training.distill import ModelTeacher, Teacher, distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.evaluate import net_window_trials, threshold_at_false_alarm, window_trials_eer
@@ -67,7 +67,8 @@ def speaker_windows(corpus: Path, entry: dict, rate: int, speed: float = 1.0) ->
 
 
 def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: int, seed: int,
-                  speeds: tuple[float, ...] = (1.0,), teacher: Teacher | None = None) -> Windows:
+                  speeds: tuple[float, ...] = (1.0,), teacher: Teacher | None = None,
+                  music_share: float = MUSIC_SHARE) -> Windows:
     manifest = json.loads((corpus / "manifest.json").read_text())
     music = recorded_music(corpus, split)
     extractor = FeatureExtractor(settings)
@@ -85,7 +86,8 @@ def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: i
             if teacher is not None:
                 targets += [teacher_targets(teacher, windows, settings.sample_rate)] * copies
             for copy in range(copies):
-                waves = windows if copy == 0 else augment(windows, settings.sample_rate, rng, music=music)
+                waves = windows if copy == 0 else augment(windows, settings.sample_rate, rng, music=music,
+                                                                 music_share=music_share)
                 with torch.inference_mode():
                     features.append(extractor(torch.from_numpy(waves), settings.sample_rate).half())
                 labels.append(torch.full((len(windows),), label))
@@ -230,6 +232,8 @@ def train(args: argparse.Namespace) -> dict:
     if args.paired_copies and (args.copies < 2 or args.batch_per_speaker % 2):
         raise ValueError(f"--paired-copies needs --copies 2 or more and an even --batch-per-speaker, not "
                          f"{args.copies} and {args.batch_per_speaker}")
+    if not 0 <= args.music_share <= BED_SHARE:
+        raise ValueError(f"--music-share must be from 0 to {BED_SHARE}, not {args.music_share}")
     speeds = parse_speeds(args.speeds)
     check_corpus(args.corpus)
     torch.manual_seed(args.seed)
@@ -245,8 +249,11 @@ def train(args: argparse.Namespace) -> dict:
     clean_teacher = None if online else teacher
     train_recipe = {"split": "train", "copies": args.copies, "seed": args.seed, "speeds": speeds,
                     "features": dataclasses.asdict(settings), "teacher": clean_teacher and clean_teacher.name}
+    if args.music_share != MUSIC_SHARE:  # only then: the caches of the usual share keep their keys
+        train_recipe["music_share"] = args.music_share
     data = cached(args.window_cache, cache_key(args.corpus, **train_recipe), Windows, lambda: build_windows(
-        args.corpus, "train", settings, args.copies, args.seed, speeds=speeds, teacher=clean_teacher))
+        args.corpus, "train", settings, args.copies, args.seed, speeds=speeds, teacher=clean_teacher,
+        music_share=args.music_share))
     val = validation_windows(args.corpus, settings, args.seed, args.window_cache)
     net = EmbedderNet(settings.n_mels, architecture)
     if args.init is not None:
@@ -363,6 +370,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--copies", type=int, default=3, help="feature copies per window: clean + augmented")
     parser.add_argument("--speeds", default="1.0,0.88,1.12",
                         help="playback speeds of each recorded voice, each speed a pseudo-speaker of its own (1.0 first)")
+    parser.add_argument("--music-share", type=float, default=MUSIC_SHARE,
+                        help=f"share of augmented copies under a music bed (default {MUSIC_SHARE}); noise lies under "
+                             f"{BED_SHARE} minus that share, nothing under the rest")
     parser.add_argument("--keep-band-means", action="store_true",
                         help="let the net see each window's average spectrum (the voice's, and the channel's colouring) "
                              "instead of subtracting each mel band's mean (`voicewatch fuse` can join both kinds)")
