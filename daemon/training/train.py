@@ -347,7 +347,8 @@ def train(args: argparse.Namespace) -> dict:
               "architecture": dataclasses.asdict(architecture), "mine_outside": args.mine_outside, "mining": args.mining,
               "init": str(args.init) if args.init else None, "memory": args.memory,
               "teacher": teacher.name if teacher else None, "distill_loss": args.distill_loss if teacher else None,
-              "classify_weight": args.classify_weight, "speeds": list(speeds), "paired_copies": args.paired_copies}
+              "classify_weight": args.classify_weight, "speeds": list(speeds), "paired_copies": args.paired_copies,
+              "music_share": args.music_share}
     embedder.save(args.out, extra=result)
     atomic_write_bytes(Path(str(args.out) + ".log.json"), json.dumps({"result": result, "log": log}, indent=1).encode())
     return result
