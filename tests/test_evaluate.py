@@ -211,6 +211,31 @@ def test_eval_on_a_corpus_writes_json_det_png_and_rttm(corpus: Path, tmp_path: P
     assert set(read_rttm(found)) <= {f"{v}.{c}" for v in ("low", "mid", "high") for c in ("clean", "mp2")}
 
 
+def test_eval_over_several_splits_reports_each_split_and_their_means(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "splits.json"
+    result = run_cli("eval", "--corpus", str(corpus), "--conditions", "clean", "--no-cohort", "--seed", "11,12",
+                     "--out", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert set(report["splits"]) == {"11", "12"}
+    alone = run_cli("eval", "--corpus", str(corpus), "--conditions", "clean", "--no-cohort", "--seed", "12", timeout=600)
+    assert json.loads(alone.stdout)["trials"] == report["splits"]["12"]["trials"]  # each split as if run alone
+    eers = [report["splits"][seed]["trials"]["model"]["pooled"]["eer"] for seed in ("11", "12")]
+    assert report["mean"]["model pooled EER"] == {"mean": pytest.approx(sum(eers) / 2, abs=1e-4), "per_split": eers}
+    assert set(report["mean"]) == {"model pooled EER", "model pooled minDCF", "model streams F1",
+                                   "model target streams F1"}
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (("--seed", "11,x"), "seeds are whole numbers separated by commas"),
+    (("--seed", "11,11"), "each seed once"),
+    (("--seed", "11,12", "--det", "d.png"), "several --seed values need --corpus, and go without --det"),
+])
+def test_bad_seed_lists_are_refused_before_any_work(corpus: Path, options: tuple[str, ...], message: str) -> None:
+    result = run_cli("eval", "--corpus", str(corpus), *options, timeout=120)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
 def test_eval_needs_one_kind_of_input() -> None:
     result = run_cli("eval", timeout=120)
     assert result.returncode == 2 and "give --corpus DIR, or --rttm TRUTH --bank BANK FILE" in result.stderr

@@ -470,6 +470,32 @@ def _stream_id(stem: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in stem)[:64] or "file"
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'11' or '11,12,13' → the eval splits, each once."""
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers separated by commas, not {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"each seed once, not {text!r}")
+    return seeds
+
+
+def mean_over_splits(splits: list[dict]) -> dict:
+    """The headline figures of several splits' results: each one's mean and its value per split."""
+    figures: dict[str, list[float]] = {}
+    for result in splits:
+        for who, per_condition in result["trials"].items():
+            figures.setdefault(f"{who} pooled EER", []).append(per_condition["pooled"]["eer"])
+            figures.setdefault(f"{who} pooled minDCF", []).append(per_condition["pooled"]["min_dcf"])
+        figures.setdefault("model streams F1", []).append(result["streams"]["all"]["f1"])
+        figures.setdefault("model target streams F1", []).append(result["target_streams"]["all"]["f1"])
+        for who, streams in result["peer_streams"].items():
+            figures.setdefault(f"{who} streams F1", []).append(streams["all"]["f1"])
+            figures.setdefault(f"{who} target streams F1", []).append(streams["target_alone"]["all"]["f1"])
+    return {name: {"mean": round(float(np.mean(values)), 4), "per_split": values} for name, values in figures.items()}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="*", metavar="FILE", help="recordings to score against --rttm")
     parser.add_argument("--corpus", type=Path, help="corpus folder (python -m voicewatch.training.voices): "
@@ -488,7 +514,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cohort-quantile", type=float, default=0.99,
                         help="per-speaker threshold: this quantile of the voice's cohort impostor scores (default 0.99)")
     parser.add_argument("--as-norm-top-k", type=int, default=50, help="AS-norm: top-K cohort scores per side (default 50)")
-    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--seed", type=parse_seeds, default=(11,), metavar="SEED[,SEED…]",
+                        help="split(s) of the held-out voices (default 11); with several, every split is evaluated "
+                             "and the JSON holds each one under `splits` and their means under `mean`")
     parser.add_argument("--out", type=Path, help="write the JSON results here too")
     parser.add_argument("--det", type=Path, help="DET curves per condition as PNG (needs matplotlib)")
     parser.add_argument("--rttm-out", type=Path, help="everything found, as RTTM")
@@ -505,12 +533,19 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--cohort-quantile must be from 0 to 1, not {args.cohort_quantile}")
     if args.as_norm_top_k < 1:
         raise ValueError(f"--as-norm-top-k must be 1 or more, not {args.as_norm_top_k}")
+    if len(args.seed) > 1 and (args.corpus is None or args.det is not None or args.rttm_out is not None):
+        raise ValueError("several --seed values need --corpus, and go without --det and --rttm-out")
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     embedder = Embedder.load(args.model, device="cpu")
     if args.threshold is None:
         args.threshold = embedder.threshold
     curves: dict = {}
-    if args.corpus is not None:
+    if args.corpus is not None and len(args.seed) > 1:
+        splits = {seed: evaluate_corpus(argparse.Namespace(**{**vars(args), "seed": seed}), embedder)[0]
+                  for seed in args.seed}
+        results, lines = {"mean": mean_over_splits(list(splits.values())), "splits": splits}, []
+    elif args.corpus is not None:
+        args.seed = args.seed[0]
         results, curves, lines = evaluate_corpus(args, embedder)
     else:
         results, lines = evaluate_annotated(args, embedder)
