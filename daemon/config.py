@@ -136,7 +136,8 @@ class WindowConfig:
     length_s: float = 2.0
     """Window length in seconds (the model is trained on 2 s)."""
     hop_s: float = 1.0
-    """Step between window starts; segment edges are accurate to about one hop."""
+    """Step between window starts; a window vouches for its central hop, and segment edges are accurate to about one
+    hop (docs/events.md)."""
 
     def validate(self) -> None:
         _check(0.5 <= self.length_s <= 10.0, "windows.length_s", self.length_s, "0.5 to 10 seconds")

@@ -4,9 +4,14 @@ A window is positive for a speaker when its score passes the speaker's threshold
 near-silent, and (by default) no other speaker's threshold is passed by a wider margin.
 
 A segment begins at the first positive window of a run, is published (`start`) once it has
-`open_windows` positive windows and spans `min_segment_s`, grows with every further positive
-window (`update`), and ends (`end`) after `close_windows` consecutive negative windows — at the
-end of its last positive window. A run that never qualifies is dropped without a word.
+`open_windows` positive windows and spans `min_segment_s` (first window's start to last window's
+end), grows with every further positive window (`update`), and ends (`end`) after `close_windows`
+consecutive negative windows. A run that never qualifies is dropped without a word.
+
+Each window vouches for its central hop: windows overlap, and a 2 s window whose centre lies in a
+turn is mostly that turn, so a run of positive windows marks the time from half a hop before its
+first window's centre to half a hop after its last one's (a 2 s window with a 1 s hop gives up
+0.5 s at each edge). The central hops of consecutive windows tile the stream.
 """
 
 from __future__ import annotations
@@ -39,27 +44,32 @@ class _Segment:
     wall_start: float | None
     peak: float
     total: float
+    edge: float
+    """Seconds of each window outside its central hop, at either end: given up at the segment's edges."""
     hits: int = 1
     misses: int = 0
     published: bool = False
 
     def event(self, kind: str, stream: str, speaker: str) -> Event:
+        start, end = self.start + self.edge, self.end - self.edge
         return Event(
             type=kind,
             stream=stream,
             speaker=speaker,
-            start=round(self.start, 6),
-            end=round(self.end, 6),
+            start=round(start, 6),
+            end=round(end, 6),
             peak=round(self.peak, 4),
             mean=round(self.total / self.hits, 4),
-            wall_start=None if self.wall_start is None else round(self.wall_start, 6),
-            wall_end=None if self.wall_start is None else round(self.wall_start + self.end - self.start, 6),
+            wall_start=None if self.wall_start is None else round(self.wall_start + self.edge, 6),
+            wall_end=None if self.wall_start is None else round(self.wall_start + self.edge + end - start, 6),
         )
 
 
 class Detector:
-    def __init__(self, config: DetectorConfig) -> None:
+    def __init__(self, config: DetectorConfig, hop_s: float) -> None:
         self.config = config
+        self.hop_s = hop_s
+        """The windows' hop (config `windows.hop_s`): each window's central hop is what it vouches for."""
         self._segments: dict[str, dict[str, _Segment]] = {}
 
     def open_segments(self, stream: str) -> int:
@@ -75,7 +85,8 @@ class Detector:
             hit_names.add(name)
             segment = segments.get(name)
             if segment is None:
-                segment = segments[name] = _Segment(window.start, window.end, window.wall_start, score, score)
+                edge = max(0.0, (window.end - window.start - self.hop_s) / 2)
+                segment = segments[name] = _Segment(window.start, window.end, window.wall_start, score, score, edge)
             else:
                 segment.end, segment.hits, segment.misses = window.end, segment.hits + 1, 0
                 segment.peak, segment.total = max(segment.peak, score), segment.total + score

@@ -29,12 +29,13 @@ _LOG = logging.getLogger(__name__)
 
 
 class Pipeline:
-    def __init__(self, embedder: Embedder, bank: SpeakerBank, detector: DetectorConfig, max_batch: int = 2048) -> None:
+    def __init__(self, embedder: Embedder, bank: SpeakerBank, detector: DetectorConfig, hop_s: float,
+                 max_batch: int = 2048) -> None:
         self.timed: Callable[[str], contextlib.AbstractContextManager[None]] = lambda _stage: contextlib.nullcontext()
         """Wraps each stage (`resample`, `log_mel`, `embed`, `match`, `detect`); the service plugs in metrics."""
         self.embedder = embedder
         self.bank = bank
-        self.detector = Detector(detector)
+        self.detector = Detector(detector, hop_s)
         self.max_batch = max_batch
         self.windows = 0
         self.on_scores: Callable[[list[str], np.ndarray], None] | None = None

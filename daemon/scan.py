@@ -45,7 +45,7 @@ def scan(paths: Sequence[str | os.PathLike[str]], streams: Sequence[str], embedd
          bank: SpeakerBank, config: Config, chunk_s: float = 1.0, track: TrackChoice = TrackChoice()) -> list[Event]:
     """All events the core would publish for these recordings (ids unassigned)."""
     ingest = Ingest(config.ingest, config.windows)
-    pipeline = Pipeline(embedder, bank, config.detector, config.processing.max_batch_windows)
+    pipeline = Pipeline(embedder, bank, config.detector, config.windows.hop_s, config.processing.max_batch_windows)
     events: list[Event] = []
     for path, stream in zip(paths, streams, strict=True):
         batch = []

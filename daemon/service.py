@@ -75,7 +75,8 @@ class Core:
         self.reload_requested = threading.Event()
         """Set (by SIGHUP or a control request) to reload config, model and bank at the next tick."""
         self.ingest = Ingest(config.ingest, config.windows)
-        self.pipeline = Pipeline(embedder, bank, config.detector, config.processing.max_batch_windows)
+        self.pipeline = Pipeline(embedder, bank, config.detector, config.windows.hop_s,
+                                 config.processing.max_batch_windows)
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
         self.pipeline.timed = self.metrics.timed

@@ -42,8 +42,8 @@ def test_one_window_per_tick_gives_the_same_events_as_whole_batches(embedder: Em
     config = Config()
     ingest = Ingest(config.ingest, config.windows)
     items = [item for frame in file_frames(DEMO_RECORDING, "demo", 0.1) for item in ingest.accept(frame)]
-    batched = Pipeline(embedder, bank, config.detector).process(items)
-    single = Pipeline(embedder, bank, config.detector)
+    batched = Pipeline(embedder, bank, config.detector, config.windows.hop_s).process(items)
+    single = Pipeline(embedder, bank, config.detector, config.windows.hop_s)
     one_by_one = [event for item in items for event in single.process([item])]
     assert decisions(one_by_one) == decisions(batched)
     assert [e.peak for e in one_by_one] == pytest.approx([e.peak for e in batched], abs=1e-4)
@@ -52,7 +52,7 @@ def test_one_window_per_tick_gives_the_same_events_as_whole_batches(embedder: Em
 def test_a_removed_speaker_has_its_open_segments_ended(embedder: Embedder, bank: SpeakerBank) -> None:
     config = Config()
     ingest = Ingest(config.ingest, config.windows)
-    pipeline = Pipeline(embedder, bank, config.detector)
+    pipeline = Pipeline(embedder, bank, config.detector, config.windows.hop_s)
     items = [item for frame in file_frames(DEMO_RECORDING, "demo", 0.1) for item in ingest.accept(frame)]
     events = pipeline.process(items[:-1])  # hold back the end of stream
     speaker = next(e.speaker for e in events if e.type == "start")

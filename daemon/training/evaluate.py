@@ -432,7 +432,7 @@ def _window_finder(embed: Callable[[np.ndarray], torch.Tensor], bank: SpeakerBan
         levels = 10 * np.log10(np.mean(np.square(windows), axis=1) + 1e-12)
         scores = bank.score(embed(windows)).numpy()
         positive = positive_windows(scores, bank.thresholds().numpy(), levels, config.detector)
-        detector, events, name = Detector(config.detector), [], stream.name.replace(".", "_")
+        detector, events, name = Detector(config.detector, config.windows.hop_s), [], stream.name.replace(".", "_")
         for row, start in enumerate(starts):
             window = Window(name, RATE, start / RATE, (start + length) / RATE, None, windows[row])
             events += detector.observe(window, bank.names, scores[row], positive[row])
