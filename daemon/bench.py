@@ -31,6 +31,7 @@ import zmq
 from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config, ProcessingConfig
 from voicewatch.control import request
+from voicewatch.detector import central_hop_edge
 from voicewatch.embedder import Embedder
 from voicewatch.protocol import Event
 from voicewatch.scan import scan
@@ -169,19 +170,22 @@ class LiveCore:
         sender = multiprocessing.Process(target=_sender, args=(self.ingest, streams, seconds, frame_ms, ready))
         sender.start()
         ready.wait()
+        # an event's wall_end is its last window's central hop; the latency runs from that window's end
+        windows_config = Config().windows  # the bench's core runs the default windows
+        edge = central_hop_edge(windows_config.length_s, windows_config.hop_s)
         latencies, rss = [], rss0
         while sender.is_alive() or sub.poll(0):
             if sub.poll(200):
                 event = Event.from_message(sub.recv_multipart())
                 if event.wall_end is not None:
-                    latencies.append(time.time() - event.wall_end)
+                    latencies.append(time.time() - (event.wall_end + edge))
             rss = max(rss, _rss_mb(self.process.pid))
         drain = time.monotonic() + 5
         while time.monotonic() < drain:
             if sub.poll(200):
                 event = Event.from_message(sub.recv_multipart())
                 if event.wall_end is not None:
-                    latencies.append(time.time() - event.wall_end)
+                    latencies.append(time.time() - (event.wall_end + edge))
         sub.close(linger=0)
         after = request(self.control, {"cmd": "status"})
         elapsed = time.monotonic() - t0

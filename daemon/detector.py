@@ -37,6 +37,11 @@ def positive_windows(scores: np.ndarray, thresholds: np.ndarray, levels: np.ndar
     return positive
 
 
+def central_hop_edge(length_s: float, hop_s: float) -> float:
+    """Seconds of a window outside its central hop, at either end: what a segment gives up at each edge."""
+    return max(0.0, (length_s - hop_s) / 2)
+
+
 @dataclasses.dataclass
 class _Segment:
     start: float
@@ -85,7 +90,7 @@ class Detector:
             hit_names.add(name)
             segment = segments.get(name)
             if segment is None:
-                edge = max(0.0, (window.end - window.start - self.hop_s) / 2)
+                edge = central_hop_edge(window.end - window.start, self.hop_s)
                 segment = segments[name] = _Segment(window.start, window.end, window.wall_start, score, score, edge)
             else:
                 segment.end, segment.hits, segment.misses = window.end, segment.hits + 1, 0

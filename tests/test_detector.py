@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from voicewatch.config import DetectorConfig
-from voicewatch.detector import Detector, positive_windows
+from voicewatch.detector import Detector, central_hop_edge, positive_windows
 from voicewatch.windows import Window
 
 
@@ -69,6 +69,8 @@ def test_peak_and_mean_scores_and_wall_clock_are_carried() -> None:
         events += detector.observe(window, ["a"], np.array([score]), np.array([True]))
     end = detector.close_stream("s")[0]
     assert (end.peak, end.mean) == (0.9, 0.8) and (end.wall_start, end.wall_end) == (1000.5, 1003.5)
+    # what the bench adds back to measure latency from the last window's end (1002 + 2 s)
+    assert end.wall_end + central_hop_edge(2.0, 1.0) == 1004.0
 
 
 def test_streams_and_speakers_never_mix() -> None:
