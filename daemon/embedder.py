@@ -73,6 +73,11 @@ class Architecture:
         )
 
 
+def centre_each_band(features: torch.Tensor) -> torch.Tensor:
+    """[..., n_mels, frames] less each band's mean over the frames: a channel's fixed colouring cancels."""
+    return features - features.mean(dim=-1, keepdim=True)
+
+
 class ConvBlock(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
         super().__init__(
@@ -98,7 +103,7 @@ class EmbedderNet(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[B, n_mels, frames] → [B, embedding_dim] unit vectors."""
         if self.architecture.centre_bands[0]:
-            features = features - features.mean(dim=-1, keepdim=True)
+            features = centre_each_band(features)
         pooled = self.blocks(features).mean(dim=-1)
         return F.normalize(self.project(pooled), dim=-1)
 

@@ -51,6 +51,11 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
     assert len(list((tmp_path / "windows").glob("*.pt"))) == 2  # training and validation windows
     again = run_cli(*distil, timeout=600)
     assert again.returncode == 0 and again.stderr.count("windows from") == 2, again.stderr
+    usual = run_cli(*distil, "--music-share", "0.3", timeout=600)  # the default, spelled out: the same windows
+    assert usual.returncode == 0 and usual.stderr.count("windows from") == 2, usual.stderr
+    more_music = run_cli(*distil, "--music-share", "0.5", timeout=600)  # other training windows, the same validation
+    assert more_music.returncode == 0 and more_music.stderr.count("windows from") == 1, more_music.stderr
+    assert len(list((tmp_path / "windows").glob("*.pt"))) == 3 and json.loads(more_music.stdout)["music_share"] == 0.5
     fused = tmp_path / "fused.safetensors"
     joined = run_cli("fuse", "--corpus", str(corpus), "--out", str(fused), str(model), str(model), timeout=600)
     assert joined.returncode == 0, joined.stderr

@@ -73,12 +73,17 @@ def telephone(waves: np.ndarray, rate: int) -> np.ndarray:
     return torchaudio.functional.resample(low, 8000, rate)[..., : waves.shape[-1]].numpy()
 
 
+def check_music_share(share: float, name: str = "music share") -> None:
+    """Refuse a music share outside 0 to BED_SHARE (NaN too), in the words of `name`."""
+    if not 0 <= share <= BED_SHARE:
+        raise ValueError(f"{name} must be from 0 to {BED_SHARE}, not {share}")
+
+
 def augment(windows: np.ndarray, rate: int, rng: np.random.Generator, coded_share: float = CODED_SHARE,
             music: list[np.ndarray] = (), music_share: float = MUSIC_SHARE) -> np.ndarray:
     """A randomly degraded copy of each [N, T] window (`coded_share` of them through a codec, which needs PyAV);
     `music_share` of them under a music bed, from `music` (recorded tracks at `rate`) half the time when it is given."""
-    if not 0 <= music_share <= BED_SHARE:
-        raise ValueError(f"music share must be from 0 to {BED_SHARE}, not {music_share}")
+    check_music_share(music_share)
     out = windows.copy()
     for row in range(len(out)):
         choice = rng.random()

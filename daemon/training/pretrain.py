@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from voicewatch.atomicfile import atomic_write_bytes
-from voicewatch.embedder import Architecture, ConvBlock
+from voicewatch.embedder import Architecture, ConvBlock, centre_each_band
 from voicewatch.features import FeatureSettings
 
 _LOG = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def pretrain(args: argparse.Namespace) -> dict:
     settings = FeatureSettings()
     architecture = Architecture(tuple(int(c) for c in args.channels.split(",")), args.kernel_size)
     data = build_windows(args.corpus, "train", settings, 1, args.seed).features
-    data = data - data.mean(dim=-1, keepdim=True)  # as the nets it initialises see them (centre_bands)
+    data = centre_each_band(data)  # as the nets it initialises see them by default
     model = ConvAutoencoder(settings.n_mels, architecture)
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     log, started = [], time.monotonic()

@@ -31,7 +31,7 @@ from voicewatch.atomicfile import atomic_write_bytes
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.enrollment import enrollment_windows, load_clip
 from voicewatch.features import FeatureExtractor, FeatureSettings
-from voicewatch.training.augment import BED_SHARE, MUSIC_SHARE, any_music_bed, augment, noise_bed
+from voicewatch.training.augment import BED_SHARE, MUSIC_SHARE, any_music_bed, augment, check_music_share, noise_bed
 from voicewatch.training.classifier import MarginClassifier
 from voicewatch.training.distill import ModelTeacher, Teacher, distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.evaluate import net_window_trials, threshold_at_false_alarm, window_trials_eer
@@ -232,8 +232,7 @@ def train(args: argparse.Namespace) -> dict:
     if args.paired_copies and (args.copies < 2 or args.batch_per_speaker % 2):
         raise ValueError(f"--paired-copies needs --copies 2 or more and an even --batch-per-speaker, not "
                          f"{args.copies} and {args.batch_per_speaker}")
-    if not 0 <= args.music_share <= BED_SHARE:
-        raise ValueError(f"--music-share must be from 0 to {BED_SHARE}, not {args.music_share}")
+    check_music_share(args.music_share, "--music-share")  # before the windows are built, not minutes into it
     speeds = parse_speeds(args.speeds)
     check_corpus(args.corpus)
     torch.manual_seed(args.seed)
