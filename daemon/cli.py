@@ -226,6 +226,7 @@ LAZY_COMMANDS = {
     "bench": ("voicewatch.bench", "measure real-time streams held, latency, memory and scan speed"),
     "train": ("voicewatch.training.train", "train the conv1d embedder with mined triplets"),
     "fuse": ("voicewatch.training.fuse", "join nets trained apart into one model that runs them side by side"),
+    "calibrate": ("voicewatch.training.calibrate", "fit a model's score shift for broadcast conditions on training voices"),
     "pretrain": ("voicewatch.training.pretrain", "pre-train the embedder's conv blocks as an autoencoder"),
     "eval": ("voicewatch.training.evaluate", "EER/minDCF on window trials and segment F1 on annotated streams"),
 }

@@ -1,7 +1,9 @@
 """The conv1d speaker embedder: log-MEL (mels as channels) → unit vector, and its checkpoint format.
 
 A checkpoint is one safetensors file: the weights, plus JSON metadata with the architecture, the
-feature settings the model was trained on and a format version. Nothing is unpickled on load.
+feature settings the model was trained on and a format version. Nothing is unpickled on load. A model
+may also carry a score shift (scoreshift.py, `voicewatch calibrate`): its tensors are stored under
+`score_shift.` and its conditions in the metadata.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from torch import nn
 
 from voicewatch.atomicfile import atomic_write_bytes
 from voicewatch.features import FeatureExtractor, FeatureSettings, pick_device
+from voicewatch.scoreshift import ScoreShift
 from voicewatch.shipped import DEFAULT_MODEL
 
 CHECKPOINT_FORMAT = "voicewatch.embedder"
 CHECKPOINT_VERSION = 1
+SHIFT_PREFIX = "score_shift."
 DEFAULT_THRESHOLD = 0.7
 """Detection threshold (mean of the top-5 cosines) of a model that does not carry its own."""
 
@@ -156,10 +160,13 @@ class Embedder:
         device: torch.device | str = "cpu",
         model_id: str = "untrained",
         threshold: float = DEFAULT_THRESHOLD,
+        shift: ScoreShift | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.settings = settings
         self.net = net.to(self.device).eval()
+        self.shift = shift.to(self.device).eval() if shift is not None else None
+        """Raises each window's scores by the amount its condition costs (`score_shift`); None: no shift."""
         self.features = FeatureExtractor(settings).to(self.device)
         self.model_id = model_id
         self.threshold = threshold
@@ -200,7 +207,8 @@ class Embedder:
             architecture = Architecture.from_dict(json.loads(meta["architecture"]))
             settings = FeatureSettings(**json.loads(meta["features"]))
             net = build_net(settings.n_mels, architecture)
-            net.load_state_dict(state)
+            net.load_state_dict({key: value for key, value in state.items() if not key.startswith(SHIFT_PREFIX)})
+            shift = _load_shift(settings, meta, state)
             info = json.loads(meta.get("info", "{}"))
             if not isinstance(info, dict):
                 raise ValueError(f"info is {type(info).__name__}, not an object")
@@ -209,11 +217,13 @@ class Embedder:
             raise CheckpointError(f"{path} does not describe a valid embedder: {exc}") from None
         if not -1.0 <= threshold <= 1.0:
             raise CheckpointError(f"{path} carries threshold {threshold}, outside -1.0 to 1.0")
-        return cls(net, settings, pick_device(device), model_id=_weights_id(state), threshold=threshold)
+        return cls(net, settings, pick_device(device), model_id=_weights_id(state), threshold=threshold, shift=shift)
 
     def save(self, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> None:
         """Write the checkpoint atomically (temp file in the same folder, then rename)."""
         state = {key: value.detach().cpu().contiguous() for key, value in self.net.state_dict().items()}
+        if self.shift is not None:
+            state |= {SHIFT_PREFIX + key: value.detach().cpu().contiguous() for key, value in self.shift.state_dict().items()}
         meta = {
             "format": CHECKPOINT_FORMAT,
             "version": str(CHECKPOINT_VERSION),
@@ -221,6 +231,8 @@ class Embedder:
             "features": json.dumps(dataclasses.asdict(self.settings)),
             "info": json.dumps(extra or {}),
         }
+        if self.shift is not None:
+            meta["score_shift"] = json.dumps({"conditions": list(self.shift.conditions)})
         atomic_write_bytes(Path(path), safetensors.torch.save(state, metadata=meta))
         self.model_id = _weights_id(state)
 
@@ -230,6 +242,13 @@ class Embedder:
         return self.net(features.to(self.device))
 
     @torch.inference_mode()
+    def score_shift(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, frames] → [B] amount to add to each window's bank scores (zeros without a shift)."""
+        if self.shift is None:
+            return torch.zeros(features.shape[0], device=self.device)
+        return self.shift(features.to(self.device))
+
+    @torch.inference_mode()
     def embed(self, wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """[B, T] (or [T]) waveform at any rate → [B, D] unit vectors."""
         if wave.dim() == 1:
@@ -237,6 +256,21 @@ class Embedder:
         if wave.dim() != 2:
             raise ValueError(f"expected a [B, T] waveform, got shape {tuple(wave.shape)}")
         return self.net(self.features(wave, sample_rate))
+
+
+def _load_shift(settings: FeatureSettings, meta: dict[str, str], state: dict[str, torch.Tensor]) -> ScoreShift | None:
+    """The score shift a checkpoint carries, or None; KeyError / ValueError / RuntimeError when malformed."""
+    stored = {key[len(SHIFT_PREFIX):]: value for key, value in state.items() if key.startswith(SHIFT_PREFIX)}
+    if "score_shift" not in meta and not stored:
+        return None
+    conditions = json.loads(meta["score_shift"])["conditions"]
+    if not isinstance(conditions, list) or not all(isinstance(c, str) for c in conditions):
+        raise ValueError(f"score_shift conditions must be a list of names, not {conditions!r}")
+    shift = ScoreShift(settings.n_mels, tuple(conditions))
+    shift.load_state_dict(stored)
+    if not all(torch.isfinite(value).all() for value in stored.values()):
+        raise ValueError("the score shift holds values that are not finite")
+    return shift.eval()
 
 
 def _weights_id(state: dict[str, torch.Tensor]) -> str:

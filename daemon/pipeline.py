@@ -52,22 +52,26 @@ class Pipeline:
         self._embedder = embedder
         self.frames = SharedFrames(embedder.features, timed=lambda stage: self.timed(stage))
 
-    def embed(self, items: Sequence[Item]) -> tuple[torch.Tensor, np.ndarray]:
-        """[B, D] embeddings of the windows among `items`, and [B] levels in dBFS (RMS); the other items
-        tell the shared frames where streams break."""
+    def embed(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """[B, D] embeddings of the windows among `items`, the [B] amounts their condition adds to their scores
+        (the model's score shift) and their [B] levels in dBFS (RMS); the other items tell the shared frames
+        where streams break."""
         windows = [item for item in items if isinstance(item, Window)]
         with self.timed("level"):
             levels = np.array([10 * np.log10(np.mean(np.square(w.samples)) + 1e-12) for w in windows], dtype=np.float32)
         features = self.frames.features(items)
         out = torch.empty(len(windows), self.embedder.dim, device=self.embedder.device)
+        shifts = torch.empty(len(windows), device=self.embedder.device)
         with self.timed("embed"):
             for start in range(0, len(windows), self.max_batch):
-                out[start:start + self.max_batch] = self.embedder.embed_features(features[start:start + self.max_batch])
-        return out, levels
+                batch = features[start:start + self.max_batch]
+                out[start:start + self.max_batch] = self.embedder.embed_features(batch)
+                shifts[start:start + self.max_batch] = self.embedder.score_shift(batch)
+        return out, shifts, levels
 
     def score(self, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
-        """[B, S] bank scores (speakers in `bank.names` order) of the windows among `items`, and their [B]
-        levels in dBFS."""
+        """[B, S] bank scores (speakers in `bank.names` order, each window's score shift added) of the windows
+        among `items`, and their [B] levels in dBFS."""
         windows = [item for item in items if isinstance(item, Window)]
         if not windows:
             for item in items:
@@ -75,12 +79,12 @@ class Pipeline:
                     self.frames.forget(item.stream)
             return np.zeros((0, len(self.bank)), dtype=np.float32), np.zeros(0, dtype=np.float32)
         with torch.inference_mode():
-            embeddings, levels = self.embed(items)
+            embeddings, shifts, levels = self.embed(items)
             if self.history is not None:
                 audible = np.flatnonzero(levels >= (self.detector.config.min_level_dbfs or -np.inf))
                 self.history.record([windows[i] for i in audible], embeddings[torch.from_numpy(audible)])
             with self.timed("match"):
-                return self.bank.score(embeddings).cpu().numpy(), levels
+                return (self.bank.score(embeddings) + shifts[:, None]).cpu().numpy(), levels
 
     def process(self, items: Sequence[Item]) -> list[Event]:
         return self.decide(items, *self.score(items))

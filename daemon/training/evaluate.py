@@ -24,7 +24,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,28 +66,34 @@ def min_dcf(target: np.ndarray, impostor: np.ndarray, p_target: float = 0.01) ->
     return float(cost.min() / min(p_target, 1 - p_target))
 
 
-def window_trials(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Enroll the first half of each speaker's windows, score the second half against every speaker."""
+def window_trials(embeddings: torch.Tensor, labels: torch.Tensor,
+                  shifts: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Enroll the first half of each speaker's windows, score the second half against every speaker (each
+    test window's score shift, if given, added to its scores)."""
     bank = SpeakerBank("eval", embeddings.shape[1])
-    tests, test_labels = [], []
+    tests, test_shifts, test_labels = [], [], []
     speakers = sorted(int(s) for s in labels.unique())
     for speaker in speakers:
         rows = torch.nonzero(labels == speaker).flatten()
         half = len(rows) // 2
         bank.enroll(f"s{speaker}", embeddings[rows[:half]])
         tests.append(embeddings[rows[half:]])
+        test_shifts.append(shifts[rows[half:]] if shifts is not None else torch.zeros(len(rows) - half))
         test_labels += [speakers.index(speaker)] * (len(rows) - half)
-    scores = bank.score(torch.cat(tests)).numpy()
+    scores = (bank.score(torch.cat(tests)) + torch.cat(test_shifts)[:, None]).numpy()
     truth = np.zeros_like(scores, dtype=bool)
     truth[np.arange(len(scores)), test_labels] = True
     return scores[truth], scores[~truth]
 
 
 @torch.no_grad()
-def net_window_trials(net: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(target, impostor) top-5 scores of `window_trials` for a net's embeddings of these features."""
+def net_window_trials(net: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor,
+                      shift: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(target, impostor) top-5 scores of `window_trials` for a net's embeddings of these features (and a
+    model's score shift of them)."""
     embeddings = torch.cat([net(chunk.float()) for chunk in features.split(512)])
-    return window_trials(embeddings, labels)
+    shifts = torch.cat([shift(chunk.float()) for chunk in features.split(512)]) if shift is not None else None
+    return window_trials(embeddings, labels, shifts)
 
 
 def window_trials_eer(net: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor) -> float:
@@ -129,20 +135,30 @@ def enrolled_bank(embed: Callable[[np.ndarray], torch.Tensor], enroll: dict[str,
     return bank
 
 
-def condition_scores(embed: Callable[[np.ndarray], torch.Tensor], bank: SpeakerBank, tests: dict[str, np.ndarray],
-                     condition: str, seed: int, music: list[np.ndarray] = ()) -> ConditionScores:
-    """Every test window, degraded by `condition`, scored against every voice of `bank` with one product."""
+def degraded_tests(names: list[str], tests: dict[str, np.ndarray], condition: str, seed: int,
+                   music: list[np.ndarray] = ()) -> Iterator[tuple[int, np.ndarray]]:
+    """(score column, [N, T] float32 windows): each voice's test windows in `names` order, degraded by `condition`."""
     from voicewatch.training.streams import apply_condition
 
     rng = np.random.default_rng(seed)
-    rows, labels = [], []
-    for column, name in enumerate(bank.names):
-        degraded = np.stack([apply_condition(w, condition, rng, music) for w in tests[name]]) if condition != "clean" \
-            else tests[name]
-        rows.append(embed(degraded.astype(np.float32)))
-        labels += [column] * len(degraded)
+    for column, name in enumerate(names):
+        windows = tests[name] if condition == "clean" else np.stack([apply_condition(w, condition, rng, music)
+                                                                    for w in tests[name]])
+        yield column, windows.astype(np.float32)
+
+
+def condition_scores(embed: Callable[[np.ndarray], torch.Tensor], bank: SpeakerBank, tests: dict[str, np.ndarray],
+                     condition: str, seed: int, music: list[np.ndarray] = (),
+                     shift: Callable[[np.ndarray], torch.Tensor] | None = None) -> ConditionScores:
+    """Every test window, degraded by `condition`, scored against every voice of `bank` with one product (each
+    window's score shift, when the model has one, added to its scores)."""
+    rows, shifts, labels = [], [], []
+    for column, windows in degraded_tests(bank.names, tests, condition, seed, music):
+        rows.append(embed(windows))
+        shifts.append(shift(windows) if shift is not None else torch.zeros(len(windows)))
+        labels += [column] * len(windows)
     embedded = torch.cat(rows)
-    scores = bank.score(embedded).numpy()
+    scores = (bank.score(embedded) + torch.cat(shifts)[:, None]).numpy()
     is_target = np.zeros_like(scores, dtype=bool)
     is_target[np.arange(len(scores)), labels] = True
     return ConditionScores(scores, is_target, embedded)
@@ -310,6 +326,18 @@ def _embedder_function(embedder: Embedder, rate: int) -> Callable[[np.ndarray], 
     return embed
 
 
+def _shift_function(embedder: Embedder, rate: int) -> Callable[[np.ndarray], torch.Tensor] | None:
+    """[N, T] windows → their [N] score shifts, or None for a model without one."""
+    if embedder.shift is None:
+        return None
+
+    def shift(windows: np.ndarray) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.cat([embedder.score_shift(embedder.features(torch.from_numpy(chunk), rate))
+                              for chunk in np.array_split(windows, max(1, len(windows) // 128))]).cpu()
+    return shift
+
+
 def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict, dict, list[str]]:
     """(results, DET curves, RTTM lines of everything found) on the corpus' held-out voices."""
     from voicewatch.training.streams import RATE, build_streams, recorded_music, split_clips, validation_voices
@@ -319,6 +347,7 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
     if len(voices) < 2:
         raise ValueError(f"{args.corpus}: fewer than two held-out voices in manifest.json")
     embedders = {"model": _embedder_function(embedder, RATE)}
+    shifts = {"model": _shift_function(embedder, RATE)}
     if args.peer:
         from voicewatch.peer import load_peer
 
@@ -337,7 +366,7 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
         by_condition = {}
         for condition in conditions:
             started = time.perf_counter()
-            by_condition[condition] = condition_scores(embed, bank, tests, condition, args.seed, music)
+            by_condition[condition] = condition_scores(embed, bank, tests, condition, args.seed, music, shifts.get(who))
             _LOG.info("%s %s trials scored in %.1f s", who, condition, time.perf_counter() - started)
         per_condition = {condition: {**error_rates(*scored.trials(), args.threshold),
                                      "trials": [int(scored.is_target.sum()), int((~scored.is_target).sum())]}

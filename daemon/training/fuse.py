@@ -29,6 +29,10 @@ def fuse_models(paths: list[Path], corpus: Path, seed: int, false_alarm: float, 
     check_false_alarm_rate(false_alarm)
     check_corpus(corpus)
     members = [Embedder.load(path, device="cpu") for path in paths]
+    for path, member in zip(paths, members, strict=True):
+        if member.shift is not None:
+            raise ValueError(f"{path} carries a score shift: fuse the nets before `voicewatch calibrate`, then calibrate "
+                             "the fused model")
     if len({member.settings for member in members}) != 1:
         raise ValueError("fuse needs models trained on the same features")
     net = fuse([member.net for member in members])

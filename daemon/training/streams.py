@@ -57,12 +57,21 @@ class Stream:
 
 def validation_voices(corpus: Path) -> dict[str, list[Path]]:
     """The held-out (validation) human voices and their clip files."""
+    return _human_voices(corpus, held_out=True)
+
+
+def training_voices(corpus: Path) -> dict[str, list[Path]]:
+    """The training split's human voices and their clip files (for fitting what must not see held-out voices)."""
+    return _human_voices(corpus, held_out=False)
+
+
+def _human_voices(corpus: Path, held_out: bool) -> dict[str, list[Path]]:
     try:
         manifest = json.loads((corpus / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"{corpus}: not a corpus folder (python -m voicewatch.training.voices makes one): {exc}") from None
     return {e["speaker"]: [corpus / f for f in e["files"]] for e in manifest["speakers"]
-            if e["split"] != "train" and e["kind"] == "human"}
+            if (e["split"] != "train") == held_out and e["kind"] == "human"}
 
 
 def recorded_music(corpus: Path, split: str) -> list[np.ndarray]:

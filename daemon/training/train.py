@@ -136,11 +136,12 @@ def validation_windows(corpus: Path, settings: FeatureSettings, seed: int, cache
     return cached(cache, cache_key(corpus, **recipe), Windows, lambda: build_windows(corpus, "val", settings, 2, seed + 1))
 
 
-def validation_threshold(net: torch.nn.Module, val: Windows, false_alarm: float) -> float:
+def validation_threshold(net: torch.nn.Module, val: Windows, false_alarm: float,
+                         shift: torch.nn.Module | None = None) -> float:
     """A model's detection threshold, fixed from validation windows (never from a stream's scores): the score
-    that `false_alarm` of the impostor windows reach."""
+    that `false_alarm` of the impostor windows reach (with the model's score shift, if it has one)."""
     with torch.no_grad():
-        return threshold_at_false_alarm(net_window_trials(net, val.features, val.labels)[1], false_alarm)
+        return threshold_at_false_alarm(net_window_trials(net, val.features, val.labels, shift)[1], false_alarm)
 
 
 def non_speech_windows(rate: int, count: int, rng: np.random.Generator,
