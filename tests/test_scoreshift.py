@@ -49,6 +49,9 @@ def bed_like(count: int, rng: np.random.Generator) -> torch.Tensor:
 def test_band_statistics_are_each_bands_mean_then_its_spread() -> None:
     features = torch.tensor([[[1.0, 3.0], [2.0, 2.0]]])
     assert torch.allclose(band_statistics(features), torch.tensor([[2.0, 2.0, 2 ** 0.5, 0.0]]))
+    log_mel = torch.randn(4, 128, 98) * 3.0 - 5.0  # the spread of real features, far from zero
+    expected = torch.cat([log_mel.mean(-1), log_mel.std(-1)], dim=1)
+    assert torch.allclose(band_statistics(log_mel), expected, atol=1e-5)
 
 
 def test_a_window_is_raised_by_its_conditions_offset_and_an_undecided_one_by_the_mean_offset() -> None:
