@@ -203,3 +203,13 @@ def _shipped_model() -> Path:
     from voicewatch.shipped import DEFAULT_MODEL
 
     return DEFAULT_MODEL
+
+
+def test_the_threshold_is_fixed_on_shifted_validation_scores(small: Embedder) -> None:
+    from voicewatch.training.train import Windows, validation_threshold
+
+    torch.manual_seed(1)
+    val = Windows(torch.randn(60, 128, 20), torch.arange(6).repeat_interleave(10), [f"v{i}" for i in range(6)])
+    raised = sure_of(1, [0.0, 0.1], n_mels=128)
+    unshifted = validation_threshold(small.net, val, 0.05)
+    assert validation_threshold(small.net, val, 0.05, raised) == pytest.approx(unshifted + 0.1, abs=1e-5)
