@@ -94,7 +94,9 @@ def test_pretrained_blocks_and_the_memory_train_a_loadable_model(tmp_path: Path)
                              (("--paired-copies", "--copies", "1"), "--paired-copies needs --copies 2 or more"),
                              (("--paired-copies", "--batch-per-speaker", "5"), "an even --batch-per-speaker"),
                              (("--music-share", "0.9"), "--music-share must be from 0 to 0.75"),
-                             (("--music-share", "nan"), "--music-share must be from 0 to 0.75")):
+                             (("--music-share", "nan"), "--music-share must be from 0 to 0.75"),
+                             (("--init", str(encoder), "--keep-band-means", "--channels", "32,32"),
+                              "--init with --keep-band-means")):
         refused = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "p.safetensors"), *options,
                           "--steps", "1", "--threads", "1", timeout=600)  # without the check: a quick run, exit 0
         assert refused.returncode == 2 and message in refused.stderr, (options, refused.stderr)

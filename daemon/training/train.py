@@ -234,6 +234,9 @@ def train(args: argparse.Namespace) -> dict:
         raise ValueError(f"--paired-copies needs --copies 2 or more and an even --batch-per-speaker, not "
                          f"{args.copies} and {args.batch_per_speaker}")
     check_music_share(args.music_share, "--music-share")  # before the windows are built, not minutes into it
+    if args.init and args.keep_band_means:
+        raise ValueError("--init with --keep-band-means: `voicewatch pretrain` trains its encoder on band-centred "
+                         "features, which a net that keeps the band means never sees")
     speeds = parse_speeds(args.speeds)
     check_corpus(args.corpus)
     torch.manual_seed(args.seed)
