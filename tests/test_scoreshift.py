@@ -77,7 +77,7 @@ def test_the_fit_offsets_each_condition_by_where_its_errors_balance_and_tells_th
         "clean": ConditionTrials(band_statistics(clean), rng.normal(0.85, 0.05, 200), rng.normal(0.55, 0.05, 2000)),
         "music": ConditionTrials(band_statistics(bed), rng.normal(0.75, 0.05, 200), rng.normal(0.50, 0.05, 2000)),
     }
-    shift, accuracy = fit_shift(trials, N_MELS, seed=1)
+    shift, accuracy = fit_shift(trials, N_MELS)
     expected = eer_threshold(trials["clean"].target, trials["clean"].impostor) - eer_threshold(
         trials["music"].target, trials["music"].impostor)
     assert 0.05 < expected < 0.10
@@ -185,24 +185,19 @@ def test_calibrate_fits_a_shift_on_training_voices_and_fixes_the_threshold_with_
 def test_calibrate_refuses_bad_settings_and_corpora_without_writing(tmp_path: Path) -> None:
     from daemon_harness import run_cli
     from synthetic_voices import VOICES, synthetic_corpus
-
-    lonely = synthetic_corpus(tmp_path / "lonely", {"train": VOICES[:1], "val": VOICES[3:]}, clips=4)
-    out = tmp_path / "out.safetensors"
-    for args, message in (
-        ((str(lonely / "none.safetensors"), "--corpus", str(lonely)), "does not exist"),
-        (("--corpus", str(lonely), "--threshold-false-alarm", "2"), "--threshold-false-alarm"),
-        (("--corpus", str(lonely)), "fewer than two recorded training voices"),
-    ):
-        model = () if args[0].endswith(".safetensors") else (str(_shipped_model()),)
-        refused = run_cli("calibrate", *model, *args, "--out", str(out), timeout=300)
-        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
-        assert not out.exists()
-
-
-def _shipped_model() -> Path:
     from voicewatch.shipped import DEFAULT_MODEL
 
-    return DEFAULT_MODEL
+    lonely = synthetic_corpus(tmp_path / "lonely", {"train": VOICES[:1], "val": VOICES[3:]}, clips=4)
+    out, shipped = tmp_path / "out.safetensors", str(DEFAULT_MODEL)
+    for args, message in (
+        ((str(lonely / "none.safetensors"), "--corpus", str(lonely), "--out", str(out)), "does not exist"),
+        ((shipped, "--corpus", str(lonely), "--out", str(out), "--threshold-false-alarm", "2"), "--threshold-false-alarm"),
+        ((shipped, "--corpus", str(lonely), "--out", str(out)), "fewer than two recorded training voices"),
+        ((shipped, "--corpus", str(lonely), "--out", str(tmp_path / "gone" / "out.safetensors")), "folder"),
+    ):
+        refused = run_cli("calibrate", *args, timeout=300)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    assert not out.exists() and not (tmp_path / "gone").exists()
 
 
 def test_the_threshold_is_fixed_on_shifted_validation_scores(small: Embedder) -> None:

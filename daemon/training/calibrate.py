@@ -83,8 +83,9 @@ def condition_trials(embedder: Embedder, corpus: Path, voices: dict[str, list[Pa
     return trials
 
 
-def fit_shift(trials: dict[str, ConditionTrials], n_mels: int, seed: int) -> tuple[ScoreShift, float]:
-    """The score shift of these trials, and its classifier's accuracy on them."""
+def fit_shift(trials: dict[str, ConditionTrials], n_mels: int) -> tuple[ScoreShift, float]:
+    """The score shift of these trials, and its classifier's accuracy on them (deterministic: the classifier starts
+    from zeros and every step sees every window)."""
     conditions = tuple(trials)
     shift = ScoreShift(n_mels, conditions)
     balanced = {c: eer_threshold(t.target, t.impostor) for c, t in trials.items()}
@@ -94,7 +95,6 @@ def fit_shift(trials: dict[str, ConditionTrials], n_mels: int, seed: int) -> tup
     shift.centre.copy_(statistics.mean(0))
     shift.spread.copy_(statistics.std(0).clamp_min(1e-6))
     scaled = (statistics - shift.centre) / shift.spread
-    torch.manual_seed(seed)
     torch.nn.init.zeros_(shift.classify.weight)
     torch.nn.init.zeros_(shift.classify.bias)
     optimiser = torch.optim.Adam(shift.classify.parameters(), lr=1e-2, weight_decay=1e-4)
@@ -115,7 +115,7 @@ def calibrate(model: Path, corpus: Path, seed: int, false_alarm: float, cache: P
     embedder.shift = None  # a model calibrated before is calibrated afresh from its net
     voices = calibration_voices(corpus)
     trials = condition_trials(embedder, corpus, voices, seed)
-    shift, accuracy = fit_shift(trials, embedder.settings.n_mels, seed)
+    shift, accuracy = fit_shift(trials, embedder.settings.n_mels)
     val = validation_windows(corpus, embedder.settings, seed, cache)
     before = validation_threshold(embedder.net, val, false_alarm)
     threshold = validation_threshold(embedder.net, val, false_alarm, shift)
@@ -146,6 +146,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.out.parent.is_dir():  # before a minute of work, not after it
+        raise ValueError(f"--out {args.out}: folder {args.out.parent} does not exist")
     torch.set_num_threads(1)
     embedder, info = calibrate(args.model, args.corpus, args.seed, args.threshold_false_alarm, args.window_cache)
     embedder.save(args.out, extra=info)
