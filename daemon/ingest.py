@@ -12,8 +12,6 @@ import logging
 import time
 from collections.abc import Sequence
 
-import numpy as np
-
 from voicewatch.config import IngestConfig, WindowConfig
 from voicewatch.protocol import BadFrame, Frame, decode_frame
 from voicewatch.windows import Window, WindowBuffer
@@ -127,7 +125,8 @@ class Ingest:
         self.next_seq[stream] = header.seq + 1
         self.last_seen[stream] = now = time.monotonic()
         self.first_seen.setdefault(stream, now)
-        if frame.samples.size and float(np.abs(frame.samples).max()) > SILENCE_PEAK:
+        samples = frame.samples
+        if samples.size and (samples.max() > SILENCE_PEAK or -samples.min() > SILENCE_PEAK):  # no |x| copy
             self.last_sound[stream] = now
         else:
             self.last_sound.setdefault(stream, now)

@@ -63,27 +63,23 @@ class FrameHeader:
     @classmethod
     def from_json(cls, raw: bytes) -> FrameHeader:
         try:
-            data = json.loads(raw)
+            data = json.loads(raw.decode())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadFrame("bad_json", f"header is not JSON: {exc}") from None
-        if not isinstance(data, dict):
+        if type(data) is not dict:
             raise BadFrame("bad_json", "header is not a JSON object")
-        if data.get("v") != PROTOCOL_VERSION:
-            raise BadFrame("bad_version", f"protocol version {data.get('v')!r} is not {PROTOCOL_VERSION}")
-        seq = _field(data, "seq", int)
-        rate = _field(data, "rate", int)
-        channels = _field(data, "channels", int)
-        fmt = _field(data, "format", str)
-        pts = float(_field(data, "pts", (int, float)))
-        wall = data.get("wall")
-        if wall is not None and (isinstance(wall, bool) or not isinstance(wall, (int, float))):
-            raise BadFrame("bad_field", f"field 'wall' must be a number, got {wall!r}")
-        eos = data.get("eos", False)
-        if not isinstance(eos, bool):
-            raise BadFrame("bad_field", f"field 'eos' must be true or false, got {eos!r}")
-        status = data.get("status")
-        if status is not None and status not in SOURCE_STATUSES:
-            raise BadFrame("bad_field", f"field 'status' must be one of {', '.join(SOURCE_STATUSES)}, got {status!r}")
+        get = data.get
+        if get("v") != PROTOCOL_VERSION:
+            raise BadFrame("bad_version", f"protocol version {get('v')!r} is not {PROTOCOL_VERSION}")
+        seq, rate, channels, fmt, pts = get("seq"), get("rate"), get("channels"), get("format"), get("pts")
+        wall, eos, status = get("wall"), get("eos", False), get("status")
+        # `type(x) is int` also refuses JSON's true/false, which Python counts as ints; one test for the
+        # usual frame, and the field-by-field reasons only for a bad one (every frame pays for this parse)
+        if not (type(seq) is int and type(rate) is int and type(channels) is int and type(fmt) is str
+                and type(pts) in _NUMBER and (wall is None or type(wall) in _NUMBER) and type(eos) is bool
+                and (status is None or status in SOURCE_STATUSES)):
+            _refuse_fields(data)
+        pts = float(pts)
         if seq < 0 or not math.isfinite(pts) or (wall is not None and not math.isfinite(wall)):
             raise BadFrame("bad_field", "seq must be >= 0 and pts/wall finite")
         if not MIN_RATE <= rate <= MAX_RATE:
@@ -95,13 +91,23 @@ class FrameHeader:
         return cls(seq, rate, channels, fmt, pts, None if wall is None else float(wall), eos, status)
 
 
-def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
-    if name not in data:
-        raise BadFrame("bad_field", f"header lacks field {name!r}")
-    value = data[name]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise BadFrame("bad_field", f"field {name!r} has the wrong type: {value!r}")
-    return value
+_NUMBER = (int, float)
+
+
+def _refuse_fields(data: dict[str, Any]) -> None:
+    """Raise the BadFrame that names the first header field of the wrong kind."""
+    for name, kind in (("seq", int), ("rate", int), ("channels", int), ("format", str), ("pts", _NUMBER)):
+        if name not in data:
+            raise BadFrame("bad_field", f"header lacks field {name!r}")
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise BadFrame("bad_field", f"field {name!r} has the wrong type: {value!r}")
+    wall, eos, status = data.get("wall"), data.get("eos", False), data.get("status")
+    if wall is not None and (isinstance(wall, bool) or not isinstance(wall, _NUMBER)):
+        raise BadFrame("bad_field", f"field 'wall' must be a number, got {wall!r}")
+    if not isinstance(eos, bool):
+        raise BadFrame("bad_field", f"field 'eos' must be true or false, got {eos!r}")
+    raise BadFrame("bad_field", f"field 'status' must be one of {', '.join(SOURCE_STATUSES)}, got {status!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,14 @@ class Window:
 
 
 class WindowBuffer:
-    """Holds the samples of one stream that a future window still needs; nothing more."""
+    """Holds the samples of one stream that a future window still needs, and little more.
+
+    Samples are appended to an array that is never written twice: a window is a view of it (no copy),
+    and when the array is full the samples still needed move to a fresh one, leaving the old array to
+    the windows that view it. With room for a window and a hop that move happens every other window
+    and copies one window less a hop, where copying each window and shifting the buffer by a hop
+    moved a window and a half of samples per window.
+    """
 
     def __init__(self, stream: str, rate: int, length_s: float, hop_s: float, pts: float, wall: float | None) -> None:
         self.stream = stream
@@ -39,7 +46,9 @@ class WindowBuffer:
         """Samples received since the origin."""
         self._next_start = 0
         """Sample index (from the origin) of the next window's first sample."""
-        self._buffer = np.empty(self.length * 2, dtype=np.float32)
+        self._buffer = np.empty(self.length + self.hop, dtype=np.float32)
+        self._first = 0
+        """Where in `_buffer` the held samples begin."""
         self._filled = 0
         """Samples held, starting at `_next_start`."""
 
@@ -49,18 +58,20 @@ class WindowBuffer:
         return self.origin_pts + self.received / self.rate
 
     def push(self, samples: np.ndarray) -> list[Window]:
-        """Append mono samples; return the windows they complete, oldest first."""
+        """Append mono samples; return the windows they complete, oldest first. A window's samples are
+        a read-only view that later pushes never change."""
         self.received += len(samples)
-        needed = self._filled + len(samples)
-        if needed > len(self._buffer):
-            grown = np.empty(max(needed, 2 * len(self._buffer)), dtype=np.float32)
-            grown[: self._filled] = self._buffer[: self._filled]
-            self._buffer = grown
-        self._buffer[self._filled : needed] = samples
-        self._filled = needed
+        end = self._first + self._filled
+        if end + len(samples) > len(self._buffer):
+            self._move_to_fresh_array(len(samples))
+            end = self._filled
+        self._buffer[end:end + len(samples)] = samples
+        self._filled += len(samples)
         windows = []
         while self._filled >= self.length:
             start = self._next_start
+            view = self._buffer[self._first:self._first + self.length]
+            view.flags.writeable = False
             windows.append(
                 Window(
                     stream=self.stream,
@@ -68,14 +79,15 @@ class WindowBuffer:
                     start=self.origin_pts + start / self.rate,
                     end=self.origin_pts + (start + self.length) / self.rate,
                     wall_start=None if self.origin_wall is None else self.origin_wall + start / self.rate,
-                    samples=self._buffer[: self.length].copy(),
+                    samples=view,
                 )
             )
-            self._drop(self.hop)
+            self._first += self.hop  # hop <= length, so never past the held samples
+            self._filled -= self.hop
+            self._next_start += self.hop
         return windows
 
-    def _drop(self, count: int) -> None:
-        keep = self._filled - count  # hop <= length, so never negative
-        self._buffer[:keep] = self._buffer[count : self._filled]
-        self._filled = keep
-        self._next_start += count
+    def _move_to_fresh_array(self, incoming: int) -> None:
+        fresh = np.empty(max(self.length + self.hop, self._filled + incoming), dtype=np.float32)
+        fresh[:self._filled] = self._buffer[self._first:self._first + self._filled]
+        self._buffer, self._first = fresh, 0

@@ -42,8 +42,11 @@ def test_the_buffer_holds_at_most_about_one_window_however_long_the_stream() -> 
     assert buffer.time == pytest.approx(300.0)
 
 
-def test_windows_are_copies_that_later_pushes_do_not_change() -> None:
+def test_windows_are_read_only_and_later_pushes_do_not_change_them() -> None:
     buffer = WindowBuffer("s", 8000, 2.0, 1.0, 0.0, None)
     first = buffer.push(np.ones(16000, dtype=np.float32))[0]
-    buffer.push(np.full(16000, 5.0, dtype=np.float32))
+    for value in (5.0, 6.0, 7.0):  # enough to fill and leave the array the first window views
+        buffer.push(np.full(8000, value, dtype=np.float32))
     assert (first.samples == 1.0).all()
+    with pytest.raises(ValueError, match="read-only"):
+        first.samples[0] = 2.0
