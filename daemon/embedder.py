@@ -129,6 +129,34 @@ class SideBySide(nn.Module):
         return torch.cat([member(features) for member in self.members], dim=1) / math.sqrt(len(self.members))
 
 
+def serve(net: EmbedderNet | SideBySide, features: torch.Tensor) -> torch.Tensor:
+    """`net(features)` for inference (eval mode), equal to float rounding: each BatchNorm folded into its
+    convolution, and the activations laid out channels-last as images one row high ([B, C, 1, T] in NHWC),
+    the layout in which oneDNN's CPU convolutions take and give activations without reordering them; in the
+    layout Conv1d uses, every member reordered the whole input batch before its first convolution (a third
+    of that convolution's time on the machine of docs/performance.md). Each input kind (band-centred or not)
+    is laid out once for all members. The folding is redone on every call (~10 µs per block): training may
+    change the weights of a net between calls."""
+    members = net.members if isinstance(net, SideBySide) else [net]
+    laid_out: dict[bool, torch.Tensor] = {}
+    outputs = []
+    for member in members:
+        centre = member.architecture.centre_bands[0]
+        if centre not in laid_out:
+            kind = centre_each_band(features) if centre else features
+            laid_out[centre] = kind.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        hidden = laid_out[centre]
+        for conv, norm, _relu, _pool in member.blocks:
+            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+            weight = (conv.weight * scale[:, None, None]).unsqueeze(2)
+            bias = norm.bias - norm.running_mean * scale
+            hidden = F.max_pool2d(F.relu_(F.conv2d(hidden, weight, bias, padding=(0, conv.padding[0]))), (1, 2))
+        outputs.append(F.normalize(member.project(hidden.mean(dim=(2, 3))), dim=-1))
+    if isinstance(net, EmbedderNet):
+        return outputs[0]
+    return torch.cat(outputs, dim=1) / math.sqrt(len(outputs))
+
+
 def build_net(n_mels: int, architecture: Architecture) -> EmbedderNet | SideBySide:
     return EmbedderNet(n_mels, architecture) if architecture.members == 1 else SideBySide(n_mels, architecture)
 
@@ -238,8 +266,8 @@ class Embedder:
 
     @torch.inference_mode()
     def embed_features(self, features: torch.Tensor) -> torch.Tensor:
-        """[B, n_mels, frames] → [B, D] unit vectors."""
-        return self.net(features.to(self.device))
+        """[B, n_mels, frames] → [B, D] unit vectors (`serve`: the net folded for inference)."""
+        return serve(self.net, features.to(self.device))
 
     @torch.inference_mode()
     def score_shift(self, features: torch.Tensor) -> torch.Tensor:
@@ -255,7 +283,7 @@ class Embedder:
             wave = wave.unsqueeze(0)
         if wave.dim() != 2:
             raise ValueError(f"expected a [B, T] waveform, got shape {tuple(wave.shape)}")
-        return self.net(self.features(wave, sample_rate))
+        return serve(self.net, self.features(wave, sample_rate))
 
 
 def _load_shift(settings: FeatureSettings, meta: dict[str, str], state: dict[str, torch.Tensor]) -> ScoreShift | None:

@@ -9,7 +9,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from voicewatch.embedder import Architecture, CheckpointError, Embedder, EmbedderNet, fuse
+from voicewatch.embedder import Architecture, CheckpointError, Embedder, EmbedderNet, fuse, serve
 from voicewatch.features import FeatureExtractor, FeatureSettings, pick_device
 
 
@@ -110,6 +110,21 @@ def test_fused_nets_score_the_mean_of_their_cosines_and_load_as_one_model(tmp_pa
         fuse([nets[0], EmbedderNet(128, Architecture((16, 16), 3, 16))])
     with pytest.raises(ValueError, match="single nets of one shape"):
         fuse([fused, nets[0]])
+
+
+def test_serving_gives_the_nets_embeddings_with_batch_norms_folded_and_activations_channels_last() -> None:
+    torch.manual_seed(2)
+    nets = [EmbedderNet(128, Architecture((24, 16, 8), kernel, 12, centre_bands=(centre,))).eval()
+            for kernel, centre in ((3, True), (5, False), (3, False))]
+    for norm in (m for net in nets for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d)):
+        for values, low, high in ((norm.running_mean, -1, 1), (norm.running_var, 0.3, 3), (norm.weight, 0.5, 2),
+                                  (norm.bias, -0.5, 0.5)):
+            values.data.uniform_(low, high)
+    features = torch.randn(6, 128, 97) * 3  # an odd number of frames: every pooling drops its last one
+    with torch.inference_mode():
+        for net in (nets[0], nets[1], fuse([nets[0], nets[2]])):
+            assert torch.allclose(serve(net, features), net(features), atol=1e-6)
+        assert torch.allclose(serve(nets[0], features[:1]), nets[0](features[:1]), atol=1e-6)
 
 
 def test_features_are_128_mels_by_frames_less_the_window_mean_and_keep_the_spectrum_shape() -> None:

@@ -66,7 +66,9 @@ def condition_trials(embedder: Embedder, corpus: Path, voices: dict[str, list[Pa
 
     with torch.inference_mode():
         enroll = {name: exemplar_windows(enrollment_windows(clips, RATE), RATE) for name, clips in enroll_clips.items()}
-        bank = enrolled_bank(lambda windows: embedder.embed_features(features(windows)), enroll)
+        # the net's own forward, as `train` and `fuse` fix thresholds with it (not `serve`, equal to float
+        # rounding): what calibrate writes depends on the nets alone
+        bank = enrolled_bank(lambda windows: embedder.net(features(windows)), enroll)
         tests = {name: enrollment_windows(clips, RATE)[:TEST_WINDOWS] for name, clips in heard.items()}
         trials = {}
         for condition in CONDITIONS:
@@ -74,7 +76,7 @@ def condition_trials(embedder: Embedder, corpus: Path, voices: dict[str, list[Pa
             for column, windows in degraded_tests(bank.names, tests, condition, seed, music):
                 feats = features(windows)
                 statistics.append(band_statistics(feats))
-                scores.append(bank.score(embedder.embed_features(feats)))
+                scores.append(bank.score(embedder.net(feats)))
                 labels += [column] * len(windows)
             score = torch.cat(scores).numpy()
             is_target = np.zeros_like(score, dtype=bool)
