@@ -133,10 +133,11 @@ def serve(net: EmbedderNet | SideBySide, features: torch.Tensor) -> torch.Tensor
     """`net(features)` for inference (eval mode), equal to float rounding: each BatchNorm folded into its
     convolution, and the activations laid out channels-last as images one row high ([B, C, 1, T] in NHWC),
     the layout in which oneDNN's CPU convolutions take and give activations without reordering them; in the
-    layout Conv1d uses, every member reordered the whole input batch before its first convolution (a third
-    of that convolution's time on the machine of docs/performance.md). Each input kind (band-centred or not)
-    is laid out once for all members. The folding is redone on every call (~10 µs per block): training may
-    change the weights of a net between calls."""
+    layout Conv1d uses, every member reordered the whole input batch before its first convolution (7.8 ms
+    beside the convolution's 13.7 ms for 256 windows, docs/performance.md). Each input kind (band-centred or
+    not) is laid out once for all members. The folding is redone on every call (a few small tensor operations
+    per block; one window is served as fast as the net runs it): training may change a net's weights between
+    calls."""
     members = net.members if isinstance(net, SideBySide) else [net]
     laid_out: dict[bool, torch.Tensor] = {}
     outputs = []
