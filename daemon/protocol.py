@@ -69,8 +69,9 @@ class FrameHeader:
         if type(data) is not dict:
             raise BadFrame("bad_json", "header is not a JSON object")
         get = data.get
-        if get("v") != PROTOCOL_VERSION:
-            raise BadFrame("bad_version", f"protocol version {get('v')!r} is not {PROTOCOL_VERSION}")
+        version = get("v")
+        if type(version) is not int or version != PROTOCOL_VERSION:  # not true, not 1.0
+            raise BadFrame("bad_version", f"protocol version {version!r} is not {PROTOCOL_VERSION}")
         seq, rate, channels, fmt, pts = get("seq"), get("rate"), get("channels"), get("format"), get("pts")
         wall, eos, status = get("wall"), get("eos", False), get("status")
         # `type(x) is int` also refuses JSON's true/false, which Python counts as ints; one test for the
