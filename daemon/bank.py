@@ -3,6 +3,9 @@
 Score of a window for a speaker = mean of its top-k (default 5) cosine similarities with that
 speaker's exemplars (the mean of all when there are fewer). Exemplars are kept as one padded
 (speakers × exemplars × dim) tensor so a tick's batch is scored with one matmul and one top-k.
+
+A speaker may also hold an impostor cohort: windows the desk rejected as not this person (with the
+score shift the model gave each), from which its threshold is recomputed (`cohort_threshold`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,39 @@ import torch
 
 from voicewatch.atomicfile import atomic_write_bytes
 from voicewatch.names import check_name
+
+COHORT_FALSE_ALARM_SHARE = 0.0
+"""Share of a speaker's cohort windows its threshold lets through: none, so a rejected false alarm stays rejected."""
+COHORT_MARGIN = 0.01
+"""How far above that cohort score the threshold goes: windows cut from a clip score the same audio within
+1e-5 of the stream's windows (int16 audio, the stream's window grid); an f32le source's audio, stored as
+int16, moves scores by more, still well under this."""
+
+
+def cohort_threshold(cohort_scores: torch.Tensor, floor: float, false_alarm_share: float = COHORT_FALSE_ALARM_SHARE,
+                     margin: float = COHORT_MARGIN) -> float:
+    """A speaker's threshold from its impostor cohort's scores (their score shift included): `margin` above the
+    score that `false_alarm_share` of them reach, never below `floor` (the bank's default threshold), at most 1."""
+    if cohort_scores.numel() == 0:
+        return floor
+    reached = float(torch.quantile(cohort_scores.double(), 1.0 - false_alarm_share))
+    return min(1.0, max(floor, reached + margin))
+
+
+def _canonical(data: bytes) -> bytes:
+    """safetensors bytes with their header's keys sorted: safetensors writes the metadata in hash-map order, which
+    changes from call to call, and the same bank must give the same bytes (a review's undo restores it bit for bit)."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + length]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the data stays 8-byte aligned, as safetensors keeps it
+    return len(header).to_bytes(8, "little") + header + data[8 + length:]
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of safetensors bytes (an 8-byte header length, then the JSON header)."""
+    length = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + length]).get("__metadata__", {})
+
 
 BANK_FORMAT = "voicewatch.bank"
 BANK_VERSION = 1
@@ -41,6 +77,8 @@ class SpeakerBank:
         self.top_k = top_k
         self._exemplars: dict[str, torch.Tensor] = {}
         self._thresholds: dict[str, float] = {}
+        self._cohorts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        """Per speaker: rejected windows' embeddings [C, D] and their score shifts [C]."""
         self._packed: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # -- contents ---------------------------------------------------------------------------
@@ -85,6 +123,7 @@ class SpeakerBank:
         twin = SpeakerBank(self.embedder_id, self.dim, self.default_threshold, self.top_k)
         twin._exemplars = dict(self._exemplars)
         twin._thresholds = dict(self._thresholds)
+        twin._cohorts = dict(self._cohorts)
         return twin
 
     def set_threshold(self, name: str, threshold: float) -> None:
@@ -99,7 +138,74 @@ class SpeakerBank:
             raise UnknownSpeakerError(name)
         del self._exemplars[name]
         self._thresholds.pop(name, None)
+        self._cohorts.pop(name, None)
         self._packed = None
+
+    # -- feedback from reviews --------------------------------------------------------------
+    def cohort(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A speaker's impostor cohort: embeddings [C, D] and score shifts [C] (C may be 0)."""
+        if name not in self._exemplars:
+            raise UnknownSpeakerError(name)
+        return self._cohorts.get(name, (torch.zeros(0, self.dim), torch.zeros(0)))
+
+    def add_to_cohort(self, name: str, embeddings: torch.Tensor, shifts: torch.Tensor, limit: int) -> None:
+        """Add rejected windows to a speaker's cohort, keeping its newest `limit`."""
+        old, old_shifts = self.cohort(name)
+        embeddings = torch.nn.functional.normalize(embeddings.detach().float().cpu(), dim=-1)
+        self._cohorts[name] = (torch.cat([old, embeddings])[-limit:], torch.cat([old_shifts, shifts.float().cpu()])[-limit:])
+
+    def speaker_scores(self, name: str, embeddings: torch.Tensor) -> torch.Tensor:
+        """[N] top-k mean scores of `embeddings` against one speaker (no score shift)."""
+        exemplars = self.exemplars(name)
+        sims = embeddings.float().cpu() @ exemplars.T
+        return sims.topk(min(self.top_k, len(exemplars)), dim=-1).values.mean(dim=-1)
+
+    def recompute_threshold(self, name: str) -> float:
+        """Set a speaker's threshold from its cohort (`cohort_threshold`); a speaker without one keeps its own."""
+        embeddings, shifts = self.cohort(name)
+        if len(embeddings):
+            self.set_threshold(name, cohort_threshold(self.speaker_scores(name, embeddings) + shifts, self.default_threshold))
+        return self.threshold(name)
+
+    def keep_most_typical(self, name: str, limit: int) -> int:
+        """Bound a speaker's exemplars to `limit`: the least typical (lowest cosine to the speaker's mean exemplar)
+        leave first; returns how many left."""
+        exemplars = self.exemplars(name)
+        excess = len(exemplars) - limit
+        if excess <= 0:
+            return 0
+        centre = torch.nn.functional.normalize(exemplars.mean(dim=0), dim=0)
+        keep = (exemplars @ centre).argsort(descending=True, stable=True)[:limit].sort().values
+        self._exemplars[name] = exemplars[keep]
+        self._packed = None
+        return excess
+
+    def snapshot(self, name: str) -> bytes:
+        """One speaker's exemplars, cohort and own threshold, exactly, as safetensors bytes (review undo)."""
+        embeddings, shifts = self.cohort(name)
+        threshold = self._thresholds.get(name)
+        return _canonical(safetensors.torch.save(
+            {"exemplars": self.exemplars(name).contiguous(), "cohort": embeddings.contiguous(),
+             "cohort_shift": shifts.contiguous()},
+            metadata={"name": name, "threshold": "" if threshold is None else repr(threshold),
+                      "has_cohort": str(name in self._cohorts)}))
+
+    def restore(self, snapshot: bytes) -> str:
+        """Put a speaker back exactly as `snapshot` holds it; returns its name."""
+        tensors = safetensors.torch.load(snapshot)
+        meta = _metadata(snapshot)
+        name, threshold, has_cohort = meta["name"], meta["threshold"], meta["has_cohort"] == "True"
+        self._exemplars[check_name("speaker", name)] = tensors["exemplars"]
+        if threshold:
+            self._thresholds[name] = float(threshold)
+        else:
+            self._thresholds.pop(name, None)
+        if has_cohort:
+            self._cohorts[name] = (tensors["cohort"], tensors["cohort_shift"])
+        else:
+            self._cohorts.pop(name, None)
+        self._packed = None
+        return name
 
     # -- scoring ----------------------------------------------------------------------------
     def _pack(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -146,8 +252,15 @@ class SpeakerBank:
             "top_k": str(self.top_k),
             "speakers": json.dumps([{"name": n, "threshold": self._thresholds.get(n)} for n in names]),
         }
-        data = safetensors.torch.save({"exemplars": padded, "counts": counts}, metadata=meta)
-        atomic_write_bytes(Path(path), data)
+        tensors = {"exemplars": padded, "counts": counts}
+        if any(name in self._cohorts for name in names):  # optional: readers that predate cohorts ignore them
+            cohort_counts = torch.tensor([len(self.cohort(n)[0]) for n in names], dtype=torch.long)
+            cohort = torch.zeros(len(names), int(cohort_counts.max()), self.dim)
+            cohort_shift = torch.zeros(len(names), int(cohort_counts.max()))
+            for row, name in enumerate(names):
+                cohort[row, : cohort_counts[row]], cohort_shift[row, : cohort_counts[row]] = self.cohort(name)
+            tensors |= {"cohort": cohort, "cohort_shift": cohort_shift, "cohort_counts": cohort_counts}
+        atomic_write_bytes(Path(path), _canonical(safetensors.torch.save(tensors, metadata=meta)))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], embedder_id: str | None = None) -> SpeakerBank:
@@ -157,6 +270,8 @@ class SpeakerBank:
                 meta = handle.metadata() or {}
                 exemplars = handle.get_tensor("exemplars")
                 counts = handle.get_tensor("counts")
+                cohorts = ({key: handle.get_tensor(key) for key in ("cohort", "cohort_shift", "cohort_counts")}
+                           if "cohort_counts" in handle.keys() else None)
         except FileNotFoundError:
             raise BankError(f"bank file {path} does not exist (create it with `voicewatch enroll`)") from None
         except Exception as exc:
@@ -178,6 +293,10 @@ class SpeakerBank:
                 bank._exemplars[name] = exemplars[row, : int(counts[row])].float().clone()  # stored unit vectors, as saved
                 if speaker.get("threshold") is not None:
                     bank.set_threshold(name, float(speaker["threshold"]))
+                if cohorts is not None and int(cohorts["cohort_counts"][row]):
+                    size = int(cohorts["cohort_counts"][row])
+                    bank._cohorts[name] = (cohorts["cohort"][row, :size].float().clone(),
+                                           cohorts["cohort_shift"][row, :size].float().clone())
         except (KeyError, TypeError, ValueError) as exc:
             raise BankError(f"{path} is a damaged bank: {exc}") from None
         return bank

@@ -163,12 +163,74 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clip(args: argparse.Namespace) -> int:
+    import base64
+
+    from voicewatch.control import request
+    from voicewatch.tail import clock
+
+    reply = request(args.connect, {"cmd": "clip", "id": args.id}, curve=_curve(args))
+    data, info = base64.b64decode(reply["flac"]), reply["info"]
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+        return 0
+    from pathlib import Path
+
+    out = Path(args.output or f"{args.id}.flac")
+    out.write_bytes(data)
+    print(f"{out}: {info['stream']}  {info['speaker']}  {clock(info['start'])}–{clock(info['end'])}  "
+          f"(segment {clock(info['segment_start'])}–{clock(info['segment_end'])})")
+    return 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    from voicewatch.control import request
+
+    curve = _curve(args)
+    if args.target == "list":
+        reviews = request(args.connect, {"cmd": "reviews", "limit": args.limit}, curve=curve)["reviews"]
+        if args.json:
+            print(json.dumps({"reviews": reviews}))
+        for r in [] if args.json else reviews:
+            undone = f"  undone by {r['undone_by']}" if r["undone_by"] else ""
+            print(f"{r['id']:>5}  {r['verdict']:<7} clip {r['clip']}  {r['stream']}  {r['speaker']}  by {r['who']}  "
+                  f"threshold {r['threshold_before']:.3f} → {r['threshold_after']:.3f}{undone}  {r['note']}")
+        return 0
+    if args.target == "undo":
+        if args.what is None or not args.what.isdigit():
+            raise ValueError("usage: voicewatch review undo REVIEW_ID")
+        reply = request(args.connect, {"cmd": "undo", "review": int(args.what), "who": args.who}, curve=curve)
+        print(f"review {reply['review']} undone: {reply['speaker']} is back as it was (threshold {reply['threshold']:.3f})")
+        return 0
+    if args.what not in ("confirm", "reject"):
+        raise ValueError("usage: voicewatch review CLIP_ID confirm|reject [--note TEXT]")
+    reply = request(args.connect, {"cmd": "review", "id": args.target, "verdict": args.what, "note": args.note,
+                                   "who": args.who}, curve=curve)
+    if args.json:
+        print(json.dumps(reply))
+        return 0
+    done = (f"{reply['added']} windows added as exemplars" if args.what == "confirm"
+            else f"{reply['added']} windows added to its impostor cohort")
+    print(f"review {reply['review']}: clip {reply['clip']} {args.what}ed as {reply['speaker']}: {done}; "
+          f"threshold {reply['threshold']:.3f}" + (f" ({reply['note']})" if reply["note"] else ""))
+    return 0
+
+
 def _threshold_assignment(text: str) -> tuple[str, float]:
     name, _, value = text.partition("=")
     try:
         return name, float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a number, got {text!r}") from None
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def _curve(args: argparse.Namespace):  # noqa: ANN202 - CurveClient | None, imported lazily
@@ -303,6 +365,25 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                         help="the core's control endpoint (default %(default)s)")
     status.add_argument("--json", action="store_true")
     add_client_arguments(status)
+
+    clip = command("clip", _clip, "fetch a segment's evidence clip (FLAC) from a running core")
+    clip.add_argument("id", metavar="ID", help="the clip id an `end` event carries")
+    clip.add_argument("-o", "--output", metavar="FILE", help="where to write it (default ID.flac; - for stdout)")
+    clip.add_argument("--connect", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+                      help="the core's control endpoint (default %(default)s)")
+    add_client_arguments(clip)
+
+    review = command("review", _review, "confirm or reject a detection by its clip (feeds the bank), undo a review, "
+                                        "or list reviews")
+    review.add_argument("target", metavar="CLIP_ID|undo|list")
+    review.add_argument("what", nargs="?", metavar="confirm|reject|REVIEW_ID")
+    review.add_argument("--note", default="", help="why (kept in the review log)")
+    review.add_argument("--who", default=_user(), help="who reviews (default: the login name, %(default)s)")
+    review.add_argument("--limit", type=int, default=50, help="list: how many, newest first (default 50)")
+    review.add_argument("--json", action="store_true")
+    review.add_argument("--connect", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+                        help="the core's control endpoint (default %(default)s)")
+    add_client_arguments(review)
 
     keys = command("keys", _keys, "make a CURVE key pair (NAME.key public, NAME.key_secret private)")
     keys.add_argument("folder", metavar="FOLDER")

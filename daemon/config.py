@@ -208,6 +208,56 @@ class ProcessingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ClipsConfig:
+    path: str | None = None
+    """Folder of evidence clips (one FLAC per segment, docs/events.md); null = no clips."""
+    max_mb: float = 2048.0
+    """The store's size limit; the oldest clips leave first."""
+    max_age_days: float | None = 30.0
+    """Clips older than this are removed; null keeps them until the size limit needs the room."""
+    pad_s: float = 1.0
+    """Audio kept before and after the segment."""
+    max_s: float = 60.0
+    """Longest clip: a longer segment keeps its first `max_s` seconds (its opening second included)."""
+    queue: int = 64
+    """Clips waiting for the disk; past this a clip is dropped and counted, the scoring never waits."""
+
+    def validate(self) -> None:
+        _check(self.max_mb > 0, "clips.max_mb", self.max_mb, "> 0")
+        if self.max_age_days is not None:
+            _check(self.max_age_days > 0, "clips.max_age_days", self.max_age_days, "> 0 days, or null")
+        _check(0 <= self.pad_s <= 10, "clips.pad_s", self.pad_s, "0 to 10 seconds")
+        _check(2 <= self.max_s <= 600, "clips.max_s", self.max_s, "2 to 600 seconds")
+        _check(1 <= self.queue <= 10000, "clips.queue", self.queue, "1 to 10000")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReviewConfig:
+    max_exemplars: int = 96
+    """Exemplars a speaker may hold once confirmed clips add theirs; the least typical leave first."""
+    max_cohort: int = 512
+    """Windows of rejected clips kept per speaker (its impostor cohort); the oldest leave first."""
+
+    def validate(self) -> None:
+        _check(8 <= self.max_exemplars <= 4096, "review.max_exemplars", self.max_exemplars, "8 to 4096")
+        _check(1 <= self.max_cohort <= 100_000, "review.max_cohort", self.max_cohort, "1 to 100000")
+
+
+@dataclasses.dataclass(frozen=True)
+class WebConfig:
+    address: str = "127.0.0.1"
+    """Where `voicewatch web` serves the timeline page; anything but loopback needs `token`."""
+    port: int = 8090
+    token: str | None = None
+    """Secret a browser must present once (`/?token=…`) when the page is served off loopback (docs/security.md)."""
+
+    def validate(self) -> None:
+        _check(0 <= self.port <= 65535, "web.port", self.port, "0 to 65535")
+        if self.token is not None:
+            _check(len(self.token) >= 16, "web.token", "…", "at least 16 characters (e.g. `openssl rand -hex 16`)")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     ingest: IngestConfig = IngestConfig()
     events: EventsConfig = EventsConfig()
@@ -221,6 +271,9 @@ class Config:
     bank: BankConfig = BankConfig()
     detector: DetectorConfig = DetectorConfig()
     processing: ProcessingConfig = ProcessingConfig()
+    clips: ClipsConfig = ClipsConfig()
+    review: ReviewConfig = ReviewConfig()
+    web: WebConfig = WebConfig()
     log_level: str = "INFO"
 
     def validate(self) -> Config:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from voicewatch.bank import SpeakerBank
+from voicewatch.deskcontrol import DeskCommands
 from voicewatch.enrollment import embed_clips
 from voicewatch.protocol import Event
 from voicewatch.security import CurveClient
@@ -49,6 +50,7 @@ class Controller:
             "set_threshold": self.set_threshold,
             "reload": self.reload,
         }
+        self.commands.update(DeskCommands(core).commands)
         self.pending_events: list[Event] = []
         """Events a command caused (segments ended by a removal), for the core to publish."""
 
@@ -102,12 +104,13 @@ class Controller:
             "device": str(core.pipeline.embedder.device),
             "batches": core.metrics.batches,
             "stage_seconds": {stage: round(spent, 6) for stage, spent in core.metrics.stage_seconds.items()},
+            "clips": core.evidence.counts() if core.evidence is not None else None,
         }
 
     def speakers(self, _request: dict[str, Any]) -> dict[str, Any]:
         bank = self.core.pipeline.bank
-        return {"speakers": [{"name": n, "exemplars": len(bank.exemplars(n)), "threshold": bank.threshold(n)}
-                             for n in bank.names]}
+        return {"speakers": [{"name": n, "exemplars": len(bank.exemplars(n)), "threshold": bank.threshold(n),
+                              "cohort": len(bank.cohort(n)[0])} for n in bank.names]}
 
     def enroll(self, request: dict[str, Any]) -> dict[str, Any]:
         """From `clips` (files on the core's machine) or from `stream` between `start` and `end`."""

@@ -80,6 +80,12 @@ class Detector:
     def open_segments(self, stream: str) -> int:
         return len(self._segments.get(stream, {}))
 
+    def open_starts(self) -> list[tuple[str, str, float]]:
+        """(stream, speaker, start) of every open segment, published or not yet, with `start` as its events
+        give it: what the evidence clips still need the audio of."""
+        return [(stream, name, s.start + s.edge) for stream, segments in self._segments.items()
+                for name, s in segments.items()]
+
     def observe(self, window: Window, speakers: list[str], scores: np.ndarray, positive: np.ndarray) -> list[Event]:
         """Advance `window.stream`'s segments by one window; `scores`/`positive` are [S] in `speakers` order."""
         segments = self._segments.setdefault(window.stream, {})

@@ -1,7 +1,7 @@
 """Wire messages: ingest frames (sources → core) and events (core → subscribers).
 
 Ingest frame, protocol version 1 (docs/protocol.md): multipart `[stream_id, header_json, pcm]`.
-Event, schema version 1 (docs/events.md): multipart `[topic, json]`.
+Event, schema version 2 (docs/events.md): multipart `[topic, json]`.
 Everything is JSON plus raw PCM; nothing is pickled.
 """
 
@@ -18,7 +18,8 @@ import numpy as np
 from voicewatch.names import NAME_PATTERN
 
 PROTOCOL_VERSION = 1
-EVENT_SCHEMA_VERSION = 1
+EVENT_SCHEMA_VERSION = 2
+"""2 adds `clip` to `end` events; every field of 1 is unchanged."""
 SAMPLE_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 MIN_RATE, MAX_RATE = 8000, 48000
 MAX_CHANNELS = 8
@@ -184,6 +185,8 @@ class Event:
     """Why a gap or status was emitted (e.g. `seq_gap`, `overload`, `eos`)."""
     programme: dict[str, Any] | None = None
     """EPG context of a segment: `title`, `start`, `stop` (UTC epoch) of the programme at `wall_start`."""
+    clip: str | None = None
+    """`end` events (schema 2): id of the segment's evidence clip, when the core keeps clips and took this one."""
     id: int = 0
     """Monotonic per core; assigned when published."""
     v: int = EVENT_SCHEMA_VERSION

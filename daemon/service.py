@@ -24,6 +24,7 @@ from voicewatch.embedder import Embedder
 from voicewatch.epg import Epg
 from voicewatch.eventlog import EventLog
 from voicewatch.events import EventPublisher
+from voicewatch.evidence import EvidenceRecorder
 from voicewatch.health import HealthWatch
 from voicewatch.history import EmbeddingHistory
 from voicewatch.ingest import Ingest
@@ -39,7 +40,8 @@ from voicewatch.windows import Window
 _LOG = logging.getLogger(__name__)
 CORE_STREAM = "_core"
 """Stream name of the core's own `status` heartbeats."""
-RESTART_ONLY = ("ingest", "events", "control", "metrics", "health", "security", "epg", "windows", "processing")
+RESTART_ONLY = ("ingest", "events", "control", "metrics", "health", "security", "epg", "windows", "processing",
+                "clips")
 """Config sections a reload cannot change (sockets and buffers are built from them)."""
 
 Loader = Callable[[], tuple[Config, Embedder, SpeakerBank]]
@@ -94,6 +96,11 @@ class Core:
         """Features, embedding and matching of one batch run here (torch releases the GIL) while the
         main thread takes in the next batch's frames; the detector and publishing stay on the main thread."""
         self._scoring: tuple[list, concurrent.futures.Future, float] | None = None
+        self.evidence = (EvidenceRecorder(config.clips, config.windows, self.pipeline.detector.open_starts,
+                                          config.ingest.max_streams) if config.clips.path else None)
+        """Cuts each segment's clip (clips.path); sees every tick's windows and every event before it is published."""
+        if self.evidence is not None:
+            self.metrics.registry.register(self.evidence)
 
     def run(self, stop: threading.Event) -> None:
         """Serve until `stop` is set; then end open segments, flush, close."""
@@ -127,7 +134,9 @@ class Core:
                 self.notifier.stopping()
                 if self.epg is not None:
                     self.epg.stop()
-                closed = io.publisher.publish(self.pipeline.close_all())
+                closed = self._publish(io, self.pipeline.close_all())
+                if self.evidence is not None:
+                    self.evidence.close()
                 _LOG.info("core stopping: ended %d open segments; %d frames, %d windows, %d events, bad frames %s",
                           len(closed), self.ingest.frames, self.pipeline.windows, io.publisher.published,
                           dict(self.ingest.dropped) or "none")
@@ -227,6 +236,8 @@ class Core:
         self._scoring = None
         windows_before = self.pipeline.windows
         events = self.pipeline.decide(items, *scoring.result())
+        if self.evidence is not None:
+            self.evidence.listen(items)
         with self.metrics.timed("publish"):
             self._publish(io, events)
         self.metrics.latency.observe(time.perf_counter() - started)
@@ -234,11 +245,15 @@ class Core:
         self.metrics.batches += self.pipeline.windows > windows_before
         self.metrics.windows.inc(self.pipeline.windows - windows_before)
 
-    def _publish(self, io: _Io, events: list[Event]) -> None:
+    def _publish(self, io: _Io, events: list[Event]) -> list[Event]:
+        if self.evidence is not None:
+            events = self.evidence.annotate(events)
         if self.epg is not None:
             events = [self._with_programme(e) for e in events]
-        for event in io.publisher.publish(events):
+        published = io.publisher.publish(events)
+        for event in published:
             self.metrics.events.labels(event.type).inc()
+        return published
 
     def _with_programme(self, event: Event) -> Event:
         assert self.epg is not None

@@ -48,5 +48,5 @@ def test_published_events_carry_increasing_ids_and_schema_version(tmp_path) -> N
     )
     assert [e.id for e in sent] == [7, 8, 9]
     topic, body = sent[0].to_message()
-    assert topic == b"gap.a." and b'"v":1' in body and b'"id":7' in body
+    assert topic == b"gap.a." and b'"v":2' in body and b'"id":7' in body
     pub.close(linger=0)
