@@ -262,7 +262,7 @@ def _export(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from voicewatch.demo import run_demo
 
-    return run_demo(args.speed)
+    return run_demo(args.speed, web_port=args.web)
 
 
 def _source(args: argparse.Namespace) -> int:
@@ -291,6 +291,8 @@ LAZY_COMMANDS = {
     "calibrate": ("voicewatch.training.calibrate", "fit a model's score shift for broadcast conditions on training voices"),
     "pretrain": ("voicewatch.training.pretrain", "pre-train the embedder's conv blocks as an autoencoder"),
     "eval": ("voicewatch.training.evaluate", "EER/minDCF on window trials and segment F1 on annotated streams"),
+    "web": ("voicewatch.web", "serve the live timeline page of a running core (history, clips, confirm/reject)"),
+    "report": ("voicewatch.report", "a static report of the event log (per channel and speaker) as HTML or CSV"),
 }
 """Commands whose module (and torch) is imported only when the command is chosen: their module
 provides `add_arguments(parser)` and `run(args) -> int`."""
@@ -398,6 +400,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     demo = command("demo", _demo, "start a core, replay the shipped demo recording, print found vs true timeline")
     demo.add_argument("--speed", type=parse_speed, default=None, help="replay speed (default: max)")
+    demo.add_argument("--web", type=int, nargs="?", const=8090, metavar="PORT",
+                      help="also serve the timeline page on 127.0.0.1:PORT (default 8090) and keep it up until Ctrl-C")
 
     source_config = command("source-config", _source_config, "run the source a YAML file describes (plugin, args)")
     source_config.add_argument("file", metavar="FILE")

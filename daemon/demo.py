@@ -4,6 +4,7 @@ events tailed, and the detected timeline printed beside the recording's ground t
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+import soundfile
+import yaml
 import zmq
 
 from voicewatch.bank import SpeakerBank
@@ -35,14 +38,23 @@ def overlap_f1(found: list[tuple[float, float]], truth: list[tuple[float, float]
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def run_demo(speed: float | None = None, timeout_s: float = 300.0) -> int:
+def run_demo(speed: float | None = None, timeout_s: float = 300.0, web_port: int | None = None) -> int:
+    """Replay the demo into a fresh core and print its timeline; with `web_port`, also serve the timeline page and
+    keep core and page up until Ctrl-C (the demo bank is a copy: reviews on the page change only the copy)."""
     truth = json.loads(DEMO_TRUTH.read_text())["speaker_segments"]
     with tempfile.TemporaryDirectory(prefix="voicewatch-demo-") as tmp:
-        ingest, events = f"ipc://{tmp}/ingest", f"ipc://{tmp}/events"
+        ingest, events, control = f"ipc://{tmp}/ingest", f"ipc://{tmp}/events", f"ipc://{tmp}/control"
+        bank = Path(tmp, "bank.safetensors")
+        shutil.copy(DEMO_BANK, bank)
         config = Path(tmp, "config.yaml")
-        config.write_text(f"ingest: {{endpoint: '{ingest}'}}\nevents: {{endpoint: '{events}', heartbeat_s: 0.2}}\n"
-                          "control: {endpoint: null}\nmetrics: {port: null}\n")
+        config.write_text(yaml.safe_dump({
+            "ingest": {"endpoint": ingest},
+            "events": {"endpoint": events, "heartbeat_s": 0.2, "log_path": f"{tmp}/events.sqlite"},
+            "control": {"endpoint": control}, "metrics": {"port": None}, "bank": {"path": str(bank)},
+            "clips": {"path": f"{tmp}/clips"}, "web": {"port": web_port or 8090},
+            "processing": {"max_lag_s": None}}))  # the recording is stamped as heard over the last minute: none of it is late
         core = subprocess.Popen([sys.executable, "-m", "voicewatch", "run", "-c", str(config)])
+        web = subprocess.Popen([sys.executable, "-m", "voicewatch", "web", "-c", str(config)]) if web_port else None
         sub = zmq.Context.instance().socket(zmq.SUB)
         sub.connect(events)
         for topic in (f"det.{STREAM}.", "status."):
@@ -54,19 +66,31 @@ def run_demo(speed: float | None = None, timeout_s: float = 300.0) -> int:
                 print("the core did not come up", file=sys.stderr)
                 return 1
             print(f"replaying {DEMO_RECORDING.name} into the core…", flush=True)
-            sender = threading.Thread(target=replay, args=([str(DEMO_RECORDING)], ingest, [STREAM], speed))
+            sender = threading.Thread(target=replay, args=([str(DEMO_RECORDING)], ingest, [STREAM], speed),
+                                      kwargs={"wall": time.time() - soundfile.info(str(DEMO_RECORDING)).duration})
             sender.start()
             done = _wait_for(sub, lambda e: e.stream == STREAM and e.reason == "eos", core, timeout_s, received)
             sender.join()
+            if not done:
+                print("the replay did not finish in time", file=sys.stderr)
+                return 1
+            _print_timeline(segments(received), truth, SpeakerBank.load(DEMO_BANK).names)
+            if web is not None:
+                print(f"\ntimeline page: http://127.0.0.1:{web_port}/ — see the demo's detections, hear their clips, "
+                      "confirm or reject them. Ctrl-C ends the demo.", flush=True)
+                while core.poll() is None and web.poll() is None:
+                    time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
         finally:
-            core.send_signal(signal.SIGTERM)
-            if core.wait(timeout=30) != 0:
+            for process in (web, core):
+                if process is not None and process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            if core.wait(timeout=30) not in (0, -signal.SIGTERM):
                 print(f"the core exited with {core.returncode}", file=sys.stderr)
+            if web is not None:
+                web.wait(timeout=30)
             sub.close(linger=0)
-        if not done:
-            print("the replay did not finish in time", file=sys.stderr)
-            return 1
-    _print_timeline(segments(received), truth, SpeakerBank.load(DEMO_BANK).names)
     return 0
 
 

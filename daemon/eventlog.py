@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_stream ON events (stream, id);
+CREATE INDEX IF NOT EXISTS events_logged ON events (logged);
 """
 
 

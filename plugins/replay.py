@@ -39,9 +39,11 @@ def parse_speed(text: str) -> float | None:
     return speed
 
 
-def interleave(files: Sequence[str], streams: Sequence[str], chunk_s: float) -> Iterator[tuple[float, list[bytes]]]:
-    """(stream time of the frame, frame) from all files, in stream-time order."""
-    sources = [file_frames(f, s, chunk_s) for f, s in zip(files, streams, strict=True)]
+def interleave(files: Sequence[str], streams: Sequence[str], chunk_s: float,
+               wall: float | None = None) -> Iterator[tuple[float, list[bytes]]]:
+    """(stream time of the frame, frame) from all files, in stream-time order; with `wall`, frames carry the
+    wall-clock time of a recording that began then."""
+    sources = [file_frames(f, s, chunk_s, wall=wall) for f, s in zip(files, streams, strict=True)]
     pending = [next(src, None) for src in sources]
     while any(p is not None for p in pending):
         times = [FrameHeader.from_json(p[1]).pts if p is not None else float("inf") for p in pending]
@@ -51,7 +53,8 @@ def interleave(files: Sequence[str], streams: Sequence[str], chunk_s: float) -> 
 
 
 def replay(files: Sequence[str], endpoint: str, streams: Sequence[str], speed: float | None = 1.0,
-           chunk_s: float = 0.1, timeout_s: float = 60.0, curve: CurveClient | None = None) -> int:
+           chunk_s: float = 0.1, timeout_s: float = 60.0, curve: CurveClient | None = None,
+           wall: float | None = None) -> int:
     """Send every frame of `files` to the core at `endpoint`; returns the number of frames sent."""
     context = zmq.Context.instance()
     push = context.socket(zmq.PUSH)
@@ -64,7 +67,7 @@ def replay(files: Sequence[str], endpoint: str, streams: Sequence[str], speed: f
     sent = 0
     started = time.monotonic()
     try:
-        for pts, frame in interleave(files, streams, chunk_s):
+        for pts, frame in interleave(files, streams, chunk_s, wall):
             if speed is not None:
                 delay = started + pts / speed - time.monotonic()
                 if delay > 0:
@@ -94,10 +97,14 @@ class ReplaySource:
         parser.add_argument("--chunk-ms", type=float, default=100.0, help="frame length in ms (default 100)")
         parser.add_argument("--timeout", type=float, default=60.0,
                             help="give up when the core takes no frame for this many seconds")
+        parser.add_argument("--wall-clock", action="store_true",
+                            help="stamp frames with the wall-clock time of a recording that begins now, as a live "
+                                 "source would (events then carry wall times; the timeline page places them there)")
         add_client_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         streams = stream_names(args.files, args.stream)
         curve = client_from_args(args.curve_server_key, args.curve_client_key)
-        replay(args.files, args.connect, streams, args.speed, args.chunk_ms / 1000, args.timeout, curve)
+        replay(args.files, args.connect, streams, args.speed, args.chunk_ms / 1000, args.timeout, curve,
+               wall=time.time() if args.wall_clock else None)
         return 0
