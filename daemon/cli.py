@@ -77,10 +77,19 @@ def _tail(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     topics = subscription_topics(args.stream, args.speaker, include_streams=args.speaker is None)
+    on_event, player = print_events(args.json), None
+    if args.play:
+        from voicewatch.tail import ClipPlayer
+
+        player = ClipPlayer(args.control, _curve(args))
+        on_event = player.wrap(on_event)
     try:
-        follow(args.connect, topics, print_events(args.json), stop, args.log, args.since, _curve(args))
+        follow(args.connect, topics, on_event, stop, args.log, args.since, _curve(args))
     except KeyboardInterrupt:
         pass
+    finally:
+        if player is not None:
+            player.close(timeout_s=1.0)
     return 0
 
 
@@ -341,6 +350,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true", help="print events as JSON lines")
     tail.add_argument("--since", type=int, metavar="ID", help="first replay logged events after this id, then follow")
     tail.add_argument("--log", metavar="PATH", help="the core's event log (events.log_path), for --since")
+    tail.add_argument("--play", action="store_true", help="play each segment's clip as it ends, on the sound device")
+    tail.add_argument("--control", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+                      help="the core's control endpoint, where --play fetches clips (default %(default)s)")
     add_client_arguments(tail)
 
     enroll = command("enroll", _enroll, "add a speaker to a bank from WAV/FLAC clips (each 2 s window kept as "

@@ -178,16 +178,27 @@ class ClipWriter:
         self.failed = 0
         """Clips whose write raised (a full or failing disk)."""
         self._queue: queue.Queue[tuple[ClipInfo, ClipAudio] | None] = queue.Queue(maxsize=queue_size)
+        self._pending: dict[str, tuple[ClipInfo, ClipAudio]] = {}
+        """Clips queued or being written: their `end` event is out, so they are served from here meanwhile."""
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="clip-writer", daemon=True)
         self._thread.start()
 
     def submit(self, info: ClipInfo, audio: ClipAudio) -> bool:
-        try:
-            self._queue.put_nowait((info, audio))
-        except queue.Full:
-            self.dropped += 1
-            return False
+        with self._lock:
+            try:
+                self._queue.put_nowait((info, audio))
+            except queue.Full:
+                self.dropped += 1
+                return False
+            self._pending[info.id] = (info, audio)
         return True
+
+    def read(self, clip_id: str) -> bytes:
+        """A clip's FLAC bytes, whether it is written yet or not."""
+        with self._lock:
+            pending = self._pending.get(check_clip_id(clip_id))
+        return encode_flac(pending[0], pending[1].samples) if pending else self.store.read(clip_id)
 
     def _work(self) -> None:
         while (job := self._queue.get()) is not None:
@@ -198,6 +209,8 @@ class ClipWriter:
             except Exception as exc:  # a failing disk costs this clip, not the writer
                 self.failed += 1
                 _LOG.error("could not write clip %s: %s", info.id, exc)
+            with self._lock:
+                del self._pending[info.id]
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Write what is queued (for at most `timeout_s`), then stop."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from voicewatch.bank import SpeakerBank
-from voicewatch.clipstore import ClipStore, check_clip_id, decode_flac
+from voicewatch.clipstore import ClipWriter, check_clip_id, decode_flac
 from voicewatch.feedback import VERDICTS, apply_feedback
 from voicewatch.reviewlog import ReviewError, ReviewLog, digest
 
@@ -34,10 +34,10 @@ class DeskCommands:
         self.commands = {"clip": self.clip, "review": self.review, "undo": self.undo, "reviews": self.reviews}
 
     @property
-    def store(self) -> ClipStore:
+    def clips(self) -> ClipWriter:
         if self.core.evidence is None:
             raise ReviewError("the core keeps no clips; set clips.path in its config")
-        return self.core.evidence.store
+        return self.core.evidence.writer
 
     @property
     def log(self) -> ReviewLog:
@@ -50,7 +50,7 @@ class DeskCommands:
 
     def clip(self, request: dict[str, Any]) -> dict[str, Any]:
         """The clip's FLAC file (base64) and what it holds."""
-        data = self.store.read(check_clip_id(request.get("id")))
+        data = self.clips.read(check_clip_id(request.get("id")))
         info, _samples = decode_flac(data)
         return {"info": info.to_dict(), "flac": base64.b64encode(data).decode()}
 
@@ -64,7 +64,7 @@ class DeskCommands:
         if earlier is not None:
             raise ReviewError(f"clip {clip_id} was already reviewed ({earlier.verdict}, review {earlier.id}); "
                               "undo that review first")
-        info, samples = decode_flac(self.store.read(clip_id))
+        info, samples = decode_flac(self.clips.read(clip_id))
         bank = self.core.pipeline.bank
         before, threshold_before = bank.snapshot(info.speaker), bank.threshold(info.speaker)
         copy = self._copy_of_bank()

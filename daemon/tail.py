@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+import queue
 import threading
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import zmq
 
 from voicewatch.eventlog import read_events
 from voicewatch.protocol import Event
 from voicewatch.security import CurveClient
+
+_LOG = logging.getLogger(__name__)
+Sink = Callable[[np.ndarray, int], None]
+"""Plays int16 samples at a rate, returning when they have been played."""
 
 
 def clock(seconds: float) -> str:
@@ -83,3 +91,53 @@ def print_events(as_json: bool, show_heartbeats: bool = False) -> Callable[[Even
         return True
 
     return show
+
+
+def sound_device(samples: np.ndarray, rate: int) -> None:
+    """The default output device, through PortAudio (sounddevice)."""
+    import sounddevice
+
+    sounddevice.play(samples, rate)
+    sounddevice.wait()
+
+
+class ClipPlayer:
+    """Plays the clips that `end` events name, one after another on its own thread, so that printing never
+    waits; while one plays at most `backlog` more wait, later ones are skipped (and said so)."""
+
+    def __init__(self, control: str, curve: CurveClient | None = None, sink: Sink = sound_device, backlog: int = 4) -> None:
+        self.control, self.curve, self.sink = control, curve, sink
+        self.played = 0
+        self._queue: queue.Queue[str | None] = queue.Queue(backlog)
+        self._thread = threading.Thread(target=self._work, name="clip-player", daemon=True)
+        self._thread.start()
+
+    def wrap(self, on_event: Callable[[Event], bool]) -> Callable[[Event], bool]:
+        def both(event: Event) -> bool:
+            keep_going = on_event(event)
+            if event.type == "end" and event.clip:
+                try:
+                    self._queue.put_nowait(event.clip)
+                except queue.Full:
+                    _LOG.warning("clip %s not played: %d clips are waiting already", event.clip, self._queue.qsize())
+            return keep_going
+
+        return both
+
+    def _work(self) -> None:
+        from voicewatch.clipstore import decode_flac
+        from voicewatch.control import request
+
+        while (clip := self._queue.get()) is not None:
+            try:
+                info, samples = decode_flac(base64.b64decode(request(self.control, {"cmd": "clip", "id": clip},
+                                                                     curve=self.curve)["flac"]))
+                self.sink(samples, info.rate)
+                self.played += 1
+            except Exception as exc:  # a missing sound device or clip costs that clip, never the tail
+                _LOG.warning("cannot play clip %s: %s", clip, exc)
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Play what is waiting (for at most `timeout_s`), then stop."""
+        self._queue.put(None)
+        self._thread.join(timeout_s)

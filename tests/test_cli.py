@@ -18,7 +18,7 @@ from voicewatch.embedder import Embedder
 from voicewatch.shipped import DEMO_ENROLL, DEMO_RECORDING
 
 COMMANDS = ["run", "scan", "replay", "tail", "enroll", "speakers", "status", "keys", "export", "bench", "demo", "source",
-            "source-config", "train", "pretrain", "eval"]
+            "source-config", "train", "pretrain", "eval", "clip", "review", "web", "report"]
 
 
 def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:

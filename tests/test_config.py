@@ -35,6 +35,12 @@ def test_the_shipped_config_yaml_is_exactly_the_built_in_defaults() -> None:
     ("detector: {open_window: 2}", "detector.open_window"),
     ("windows: [1, 2]", "windows"),
     ("security: {curve: true}", "security.secret_key"),
+    ("clips: {max_s: 1}", "clips.max_s"),
+    ("clips: {queue: 0}", "clips.queue"),
+    ("clips: {max_mb: 0}", "clips.max_mb"),
+    ("review: {max_exemplars: 2}", "review.max_exemplars"),
+    ("web: {token: short}", "web.token"),
+    ("web: {port: -1}", "web.port"),
 ])
 def test_an_invalid_value_names_the_key_and_the_value(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "config.yaml"
