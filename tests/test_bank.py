@@ -110,3 +110,62 @@ def test_copies_are_independent() -> None:
     twin = bank.copy()
     twin.remove("a")
     assert bank.names == ["a"]
+
+
+def test_the_same_bank_always_saves_to_the_same_bytes(tmp_path: Path) -> None:
+    bank = SpeakerBank("e1", 4, 0.6)
+    bank.enroll("a", vectors(3, 4))
+    bank.set_threshold("a", 0.8)
+    bank.add_to_cohort("a", vectors(2, 4), torch.tensor([0.01, -0.02]), limit=10)
+    saved = set()
+    for attempt in range(8):  # safetensors writes its metadata in hash-map order; the bank sorts it
+        bank.save(tmp_path / f"{attempt}.safetensors")
+        saved.add((tmp_path / f"{attempt}.safetensors").read_bytes())
+    assert len(saved) == 1 and len({bank.snapshot("a") for _ in range(8)}) == 1
+
+
+def test_a_cohort_is_saved_with_its_score_shifts_and_old_readers_ignore_it(tmp_path: Path) -> None:
+    import safetensors
+
+    bank = SpeakerBank("e1", 4)
+    bank.enroll("a", vectors(3, 4))
+    bank.enroll("b", vectors(2, 4, 1))
+    bank.add_to_cohort("b", vectors(3, 4, 2), torch.tensor([0.1, 0.2, 0.3]), limit=2)  # the newest 2 stay
+    bank.save(tmp_path / "bank.safetensors")
+    loaded = SpeakerBank.load(tmp_path / "bank.safetensors")
+    assert len(loaded.cohort("a")[0]) == 0
+    assert torch.equal(loaded.cohort("b")[0], bank.cohort("b")[0]) and loaded.cohort("b")[1].tolist() == pytest.approx([0.2, 0.3])
+    with safetensors.safe_open(str(tmp_path / "bank.safetensors"), framework="pt") as handle:
+        assert handle.metadata()["version"] == "1"  # the exemplars, counts and thresholds a reader of 1 reads are unchanged
+
+
+def test_the_cohort_threshold_passes_none_of_the_rejected_windows_and_never_drops_below_the_default() -> None:
+    from voicewatch.bank import COHORT_MARGIN, cohort_threshold
+
+    scores = torch.tensor([0.55, 0.62, 0.71])
+    assert cohort_threshold(scores, floor=0.6) == pytest.approx(0.71 + COHORT_MARGIN)
+    assert cohort_threshold(scores, floor=0.75) == 0.75
+    assert cohort_threshold(torch.tensor([]), floor=0.6) == 0.6
+    assert cohort_threshold(torch.tensor([0.999]), floor=0.6) == 1.0
+    assert cohort_threshold(torch.linspace(0, 1, 101), floor=0.0, false_alarm_share=0.1) == pytest.approx(0.9 + COHORT_MARGIN)
+
+
+def test_the_least_typical_exemplars_leave_first() -> None:
+    bank = SpeakerBank("e1", 3)
+    centre = torch.tensor([[1.0, 0.0, 0.0]])
+    near = F.normalize(centre + 0.1 * torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]), dim=-1)
+    outlier = F.normalize(torch.tensor([[0.2, 1.0, 0.0]]), dim=-1)
+    bank.enroll("a", torch.cat([near[:1], outlier, near[1:]]))
+    assert bank.keep_most_typical("a", 3) == 1
+    assert torch.allclose(bank.exemplars("a"), near)  # the others, in their order
+
+
+def test_a_snapshot_restores_a_speaker_exactly() -> None:
+    bank = SpeakerBank("e1", 4)
+    bank.enroll("a", vectors(3, 4))
+    before = bank.snapshot("a")
+    bank.enroll("a", vectors(2, 4, 5))
+    bank.add_to_cohort("a", vectors(2, 4, 6), torch.zeros(2), limit=10)
+    bank.recompute_threshold("a")
+    bank.restore(before)
+    assert bank.snapshot("a") == before and "a" not in bank._thresholds and len(bank.cohort("a")[0]) == 0
