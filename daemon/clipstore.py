@@ -27,7 +27,7 @@ from voicewatch.atomicfile import atomic_write_bytes
 from voicewatch.recentaudio import ClipAudio
 
 _LOG = logging.getLogger(__name__)
-CLIP_ID = re.compile(r"^\d{8}-\d{6}-\d{1,9}$")
+CLIP_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9]{1,9}")
 """Clip ids: UTC date and time the clip was taken, and a counter (`20261201-180312-7`)."""
 
 
@@ -68,7 +68,7 @@ class ClipInfo:
 
 
 def check_clip_id(clip_id: object) -> str:
-    if not isinstance(clip_id, str) or not CLIP_ID.match(clip_id):
+    if not isinstance(clip_id, str) or not CLIP_ID.fullmatch(clip_id):
         raise ClipError(f"{clip_id!r} is not a clip id (like 20261201-180312-7)")
     return clip_id
 
@@ -105,7 +105,7 @@ class ClipStore:
         """id → (modification time, bytes), oldest first."""
         found = []
         for path in self.folder.glob("*.flac"):
-            if CLIP_ID.match(path.stem):
+            if CLIP_ID.fullmatch(path.stem):
                 stat = path.stat()
                 found.append((stat.st_mtime, path.stem, stat.st_size))
         self._index = {clip_id: (mtime, size) for mtime, clip_id, size in sorted(found)}

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from voicewatch.names import NAME_PATTERN
+from voicewatch.strictjson import StrictJsonError, loads_object
 
 PROTOCOL_VERSION = 1
 EVENT_SCHEMA_VERSION = 2
@@ -23,6 +24,8 @@ EVENT_SCHEMA_VERSION = 2
 SAMPLE_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 MIN_RATE, MAX_RATE = 8000, 48000
 MAX_CHANNELS = 8
+MAX_HEADER_BYTES = 4096
+"""A header is a flat JSON object of scalars; ~120 bytes in practice, at most this many."""
 SOURCE_STATUSES = ("input_dead", "reconnecting", "recovered")
 """What a source may say of its own input in a frame's `status` (the core publishes `source_<status>`)."""
 
@@ -64,11 +67,9 @@ class FrameHeader:
     @classmethod
     def from_json(cls, raw: bytes) -> FrameHeader:
         try:
-            data = json.loads(raw.decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadFrame("bad_json", f"header is not JSON: {exc}") from None
-        if type(data) is not dict:
-            raise BadFrame("bad_json", "header is not a JSON object")
+            data = loads_object(raw, MAX_HEADER_BYTES, max_depth=1)
+        except StrictJsonError as exc:
+            raise BadFrame(_HEADER_REASONS[exc.reason], f"header refused: {exc}") from None
         get = data.get
         version = get("v")
         if type(version) is not int or version != PROTOCOL_VERSION:  # not true, not 1.0
@@ -81,8 +82,8 @@ class FrameHeader:
                 and type(pts) in _NUMBER and (wall is None or type(wall) in _NUMBER) and type(eos) is bool
                 and (status is None or status in SOURCE_STATUSES)):
             _refuse_fields(data)
-        pts = float(pts)
-        if seq < 0 or not math.isfinite(pts) or (wall is not None and not math.isfinite(wall)):
+        pts, wall_s = _finite(pts), None if wall is None else _finite(wall)
+        if seq < 0 or pts is None or (wall is not None and wall_s is None):
             raise BadFrame("bad_field", "seq must be >= 0 and pts/wall finite")
         if not MIN_RATE <= rate <= MAX_RATE:
             raise BadFrame("bad_rate", f"rate {rate} is outside {MIN_RATE}-{MAX_RATE} Hz")
@@ -90,10 +91,21 @@ class FrameHeader:
             raise BadFrame("bad_channels", f"channels {channels} is outside 1-{MAX_CHANNELS}")
         if fmt not in SAMPLE_FORMATS:
             raise BadFrame("bad_format", f"format {fmt!r} is not one of {sorted(SAMPLE_FORMATS)}")
-        return cls(seq, rate, channels, fmt, pts, None if wall is None else float(wall), eos, status)
+        return cls(seq, rate, channels, fmt, pts, wall_s, eos, status)
 
 
 _NUMBER = (int, float)
+_HEADER_REASONS = {"too_large": "header_too_large", "too_deep": "nested_header", "bad_json": "bad_json"}
+"""strictjson's reasons → the ingest counter's (docs/protocol.md)."""
+
+
+def _finite(number: float) -> float | None:
+    """`number` as a finite float, or None (NaN, ±inf, or an integer too large for a float)."""
+    try:
+        value = float(number)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _refuse_fields(data: dict[str, Any]) -> None:
@@ -131,7 +143,7 @@ def decode_frame(parts: list[bytes] | list[memoryview], max_bytes: int) -> Frame
         stream = bytes(raw_stream).decode()
     except UnicodeDecodeError:
         raise BadFrame("bad_stream_id", "stream id is not UTF-8") from None
-    if not NAME_PATTERN.match(stream):
+    if not NAME_PATTERN.fullmatch(stream):
         raise BadFrame("bad_stream_id", f"stream id {stream[:80]!r} is not 1-64 of A-Z a-z 0-9 _ -")
     header = FrameHeader.from_json(bytes(raw_header))
     dtype = SAMPLE_FORMATS[header.format]
@@ -187,8 +199,8 @@ class Event:
     """EPG context of a segment: `title`, `start`, `stop` (UTC epoch) of the programme at `wall_start`."""
     clip: str | None = None
     """`end` events (schema 2): id of the segment's evidence clip, when the core keeps clips and took this one."""
-    id: int = 0
-    """Monotonic per core; assigned when published."""
+    id: int | None = None
+    """Strictly increasing per core, assigned when published; None (no `id` in the JSON) on unlogged heartbeats."""
     v: int = EVENT_SCHEMA_VERSION
 
     @property

@@ -83,7 +83,8 @@ def test_the_store_removes_the_oldest_clips_first_to_keep_its_size_and_age(tmp_p
         store.read(ids[2])
 
 
-@pytest.mark.parametrize("bad", ["../events", "20261201-180312-1/../../x", "", None, 7])
+@pytest.mark.parametrize("bad", ["../events", "20261201-180312-1/../../x", "", None, 7, "20261201-180312-1\n",
+                                 "٢٠٢٦١٢٠١-180312-1"])
 def test_a_clip_id_can_never_name_a_file_outside_the_store(tmp_path: Path, bad: object) -> None:
     with pytest.raises(ClipError, match="not a clip id"):
         ClipStore(tmp_path, 10**9, None).path(bad)  # type: ignore[arg-type]

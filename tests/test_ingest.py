@@ -42,15 +42,23 @@ def header(**fields) -> bytes:
 BAD_FRAMES = {
     "bad_parts": [[b"s1", header()], [b"s1", header(), b"", b""]],
     "too_large": [[b"s1", header(), b"\x00" * 9000]],
-    "bad_stream_id": [[b"\xff\xfe", header(), b""], [b"a.b", header(), b""], [b"x" * 65, header(), b""], [b"", header(), b""]],
+    "bad_stream_id": [[b"\xff\xfe", header(), b""], [b"a.b", header(), b""], [b"x" * 65, header(), b""], [b"", header(), b""],
+                      [b"ch3\n", header(), b""], [b"x" * 64 + b"\n", header(), b""]],
     "bad_json": [[b"s1", b"{not json", b""], [b"s1", b"[1, 2]", b""], [b"s1", b"\xff", b""],
-                 [b"s1", header().decode().encode("utf-16"), b""]],
+                 [b"s1", header().decode().encode("utf-16"), b""], [b"s1", b"\xef\xbb\xbf" + header(), b""],
+                 [b"s1", b'{"v":1,"seq":0,"rate":16000,"channels":1,"format":"s16le","pts":NaN}', b""],
+                 [b"s1", b'{"v":1,"seq":0,"rate":16000,"channels":1,"format":"s16le","pts":-Infinity}', b""],
+                 [b"s1", b'{"v":1,"seq":0,"seq":1,"rate":16000,"channels":1,"format":"s16le","pts":0}', b""]],
+    "nested_header": [[b"s1", b"[" * 2000, b""], [b"s1", b"{" * 2000, b""], [b"s1", header(extra=[1]), b""],
+                      [b"s1", header(extra={"x": 1}), b""], [b"s1", header(seq=[0]), b""]],
+    "header_too_large": [[b"s1", header(note="x" * 5000), b""]],
     "bad_version": [[b"s1", header(v=2), b""], [b"s1", header(v=...), b""], [b"s1", header(v=True), b""],
                     [b"s1", header(v=1.0), b""]],
     "bad_field": [[b"s1", header(seq=...), b""], [b"s1", header(seq="1"), b""], [b"s1", header(rate=True), b""],
                   [b"s1", header(seq=-1), b""], [b"s1", header(pts="now"), b""], [b"s1", header(wall="x"), b""],
                   [b"s1", header(eos=1), b""], [b"s1", header(status="on_fire"), b""],
-                  [b"s1", b'{"v":1,"seq":0,"rate":16000,"channels":1,"format":"s16le","pts":NaN}', b""]],
+                  [b"s1", header(pts=10**400), b""], [b"s1", header(wall=-(10**400)), b""], 
+                  [b"s1", b'{"v":1,"seq":0,"rate":16000,"channels":1,"format":"s16le","pts":1e400}', b""]],
     "bad_rate": [[b"s1", header(rate=7999), b""], [b"s1", header(rate=96000), b""]],
     "bad_channels": [[b"s1", header(channels=0), b""], [b"s1", header(channels=9), b""]],
     "bad_format": [[b"s1", header(format="u8"), b""], [b"s1", header(format="S16LE"), b""]],
@@ -73,6 +81,13 @@ def test_each_bad_frame_is_dropped_counted_and_leaves_other_streams_untouched(re
             assert mixed.accept(frame) == []
     assert dict(mixed.dropped) == {reason: 1}
     assert windows_of(items) == windows_of(expected)
+
+
+def test_unknown_header_fields_are_ignored() -> None:
+    table = ingest()
+    frame = [b"s1", header(source="dvb-2", note="x" * 1000, flag=True, level=-3.5, none=None), bytes(2 * RATE)]
+    table.accept(frame)
+    assert table.frames == 1 and not table.dropped
 
 
 def test_seq_going_backwards_or_repeating_is_dropped() -> None:
