@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +21,15 @@ from voicewatch.deskcontrol import DeskCommands
 from voicewatch.enrollment import embed_clips
 from voicewatch.protocol import Event
 from voicewatch.security import CurveClient
+from voicewatch.strictjson import loads_object
 
 _LOG = logging.getLogger(__name__)
 CONTROL_VERSION = 1
+MAX_REQUEST_DEPTH = 2
+"""A request is an object whose fields are scalars or lists of them (`enroll`'s `clips`)."""
+TRANSPORT_FACTOR = 16
+"""The control socket's ZMQ_MAXMSGSIZE is this × `control.max_request_bytes`: a request between the two gets an
+error reply; only a larger one is dropped by ZeroMQ (with the peer's connection) to protect memory."""
 
 
 class ControlError(ValueError):
@@ -34,6 +41,20 @@ def _arg(request: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> A
     if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
         raise ControlError(f"request field {name!r} is missing or not a {getattr(kind, '__name__', kind)}")
     return value
+
+
+def _number(request: dict[str, Any], name: str, default: float | None = None) -> float:
+    """A finite number field (booleans and integers too large for a float are refused)."""
+    if default is not None and name not in request:
+        return default
+    value = _arg(request, name, (int, float))
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ControlError(f"request field {name!r} must be a finite number")
+    return number
 
 
 class Controller:
@@ -58,18 +79,13 @@ class Controller:
         try:
             if len(parts) != 1:
                 raise ControlError(f"a request is one message part, got {len(parts)}")
-            raw = parts[0]
-            if len(raw) > self.max_request_bytes:
-                raise ControlError(f"request of {len(raw)} bytes exceeds {self.max_request_bytes}")
-            try:
-                request = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ControlError(f"request is not JSON: {exc}") from None
-            if not isinstance(request, dict) or request.get("v") != CONTROL_VERSION:
+            request = loads_object(parts[0], self.max_request_bytes, MAX_REQUEST_DEPTH)
+            version, cmd = request.get("v"), request.get("cmd")
+            if type(version) is not int or version != CONTROL_VERSION:
                 raise ControlError(f"request must be a JSON object with \"v\": {CONTROL_VERSION}")
-            command = self.commands.get(request.get("cmd"))  # type: ignore[arg-type]
+            command = self.commands.get(cmd) if isinstance(cmd, str) else None
             if command is None:
-                raise ControlError(f"unknown cmd {request.get('cmd')!r}; known: {sorted(self.commands)}")
+                raise ControlError(f"unknown cmd {str(cmd)[:80]!r}; known: {sorted(self.commands)}")
             reply = {"v": CONTROL_VERSION, "ok": True, **command(request)}
         except Exception as exc:  # every failure becomes an error reply; the core goes on
             if not isinstance(exc, (ControlError, ValueError, KeyError, OSError)):
@@ -115,7 +131,8 @@ class Controller:
     def enroll(self, request: dict[str, Any]) -> dict[str, Any]:
         """From `clips` (files on the core's machine) or from `stream` between `start` and `end`."""
         name = _arg(request, "name", str)
-        min_speech = float(request.get("min_speech_s", 10.0))
+        self._bank_path()  # refuse before the work of embedding
+        min_speech = _number(request, "min_speech_s", 10.0)
         if "stream" in request:
             embeddings = self._from_stream(request, min_speech)
         else:
@@ -128,7 +145,7 @@ class Controller:
 
     def _from_stream(self, request: dict[str, Any], min_speech: float) -> Any:
         stream = _arg(request, "stream", str)
-        start, end = float(_arg(request, "start", (int, float))), float(_arg(request, "end", (int, float)))
+        start, end = _number(request, "start"), _number(request, "end")
         history = self.core.pipeline.history
         if history is None:
             raise ControlError("the core keeps no embedding history (control.history_s is 0)")
@@ -144,7 +161,7 @@ class Controller:
         return {"name": name}
 
     def set_threshold(self, request: dict[str, Any]) -> dict[str, Any]:
-        name, threshold = _arg(request, "name", str), float(_arg(request, "threshold", (int, float)))
+        name, threshold = _arg(request, "name", str), _number(request, "threshold")
         self._change_bank(lambda bank: bank.set_threshold(name, threshold))
         return {"name": name, "threshold": threshold}
 
@@ -152,13 +169,17 @@ class Controller:
         self.core.reload_requested.set()
         return {"reload": "scheduled"}
 
-    def _change_bank(self, change: Callable[[SpeakerBank], None]) -> None:
+    def _bank_path(self) -> Path:
         path = self.core.config.bank.path
         if path is None:
             raise ControlError("the core runs on the shipped demo bank; set bank.path in the config to change speakers")
+        return Path(path)
+
+    def _change_bank(self, change: Callable[[SpeakerBank], None]) -> None:
+        path = self._bank_path()
         bank = self.core.pipeline.bank.copy()
         change(bank)
-        bank.save(Path(path))
+        bank.save(path)
         self.pending_events += self.core.pipeline.swap_bank(bank)
 
 

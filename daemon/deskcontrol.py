@@ -80,7 +80,7 @@ class DeskCommands:
 
     def undo(self, request: dict[str, Any]) -> dict[str, Any]:
         review_id = request.get("review")
-        if not isinstance(review_id, int) or isinstance(review_id, bool):
+        if not isinstance(review_id, int) or isinstance(review_id, bool) or not 0 < review_id < 2**63:
             raise ReviewError("request field 'review' must be a review id (an integer)")
         who = _text(request, "who", "unknown", 100) or "unknown"
         review, before, after_digest = self.log.get(review_id)

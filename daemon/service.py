@@ -19,7 +19,7 @@ import zmq
 
 from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config
-from voicewatch.control import Controller
+from voicewatch.control import TRANSPORT_FACTOR, Controller
 from voicewatch.embedder import Embedder
 from voicewatch.epg import Epg
 from voicewatch.eventlog import EventLog
@@ -152,7 +152,8 @@ class Core:
         pub.setsockopt(zmq.SNDHWM, 100_000)
         control = self.context.socket(zmq.REP) if self.config.control.endpoint else None
         if control is not None:
-            control.setsockopt(zmq.MAXMSGSIZE, self.config.control.max_request_bytes)
+            # far above the request limit, so that an oversized request still gets its error reply
+            control.setsockopt(zmq.MAXMSGSIZE, TRANSPORT_FACTOR * self.config.control.max_request_bytes)
         log = None
         security = self.config.security
         curve = CurveServer(self.context, security.secret_key, security.authorized_keys) if security.curve else None

@@ -83,6 +83,15 @@ def test_enroll_and_set_threshold_through_the_core(core: Daemon) -> None:
         ([b'{"v": 1, "cmd": "set_threshold", "name": "x", "threshold": true}'], "threshold"),
         ([b'{"v": 1, "cmd": "enroll", "name": "x", "clips": ["/nonexistent.wav"]}'], "no such file"),
         ([b'{"v": 1}', b"second part"], "one message part"),
+        ([b"[" * 5000], "nested 5000 deep"),
+        ([b'{"v": 1, "cmd": "status", "x": [[1]]}'], "limit of 2"),
+        ([b'{"v": 1, "cmd": ["status"]}'], "unknown cmd"),
+        ([b'{"v": 1, "v": 1, "cmd": "status"}'], "appears twice"),
+        ([b'{"v": true, "cmd": "status"}'], '"v": 1'),
+        ([b'{"v": 1, "cmd": "set_threshold", "name": "x", "threshold": NaN}'], "NaN is not JSON"),
+        ([b'{"v": 1, "cmd": "set_threshold", "name": "x", "threshold": 1e999}'], "finite number"),
+        ([b'{"v": 1, "cmd": "enroll", "name": "x", "clips": ["a.wav"], "min_speech_s": [1]}'], "min_speech_s"),
+        ([b'{"v": 1, "cmd": "undo", "review": ' + b"9" * 30 + b"}"], "review id"),
     ],
 )
 def test_a_bad_request_gets_an_error_reply_and_the_core_keeps_serving(core: Daemon, parts: list[bytes], error: str) -> None:
@@ -91,10 +100,17 @@ def test_a_bad_request_gets_an_error_reply_and_the_core_keeps_serving(core: Daem
     assert request(core.control, {"cmd": "status"})["ok"] is True
 
 
-def test_an_oversized_request_is_refused_without_harming_the_core(core: Daemon) -> None:
+def test_an_oversized_request_gets_an_error_reply(core: Daemon) -> None:
+    padding = "x" * (64 << 10)  # over control.max_request_bytes (64 KiB)
+    reply = raw_request(core.control, [json.dumps({"v": 1, "cmd": "status", "pad": padding}).encode()])
+    assert reply["ok"] is False and "exceed the limit of 65536" in reply["error"]
+    assert request(core.control, {"cmd": "status"})["ok"] is True
+
+
+def test_a_request_past_the_transport_guard_is_dropped_without_harming_the_core(core: Daemon) -> None:
     socket = zmq.Context.instance().socket(zmq.REQ)
     socket.connect(core.control)
-    socket.send(b"x" * (1 << 20))  # over max_request_bytes: the transport drops it
+    socket.send(b"x" * (2 << 20))  # over 16 × max_request_bytes: ZeroMQ drops it with the connection
     socket.close(linger=0)
     assert request(core.control, {"cmd": "status"})["ok"] is True
 
