@@ -21,7 +21,7 @@ from voicewatch.deskcontrol import DeskCommands
 from voicewatch.enrollment import embed_clips
 from voicewatch.protocol import Event
 from voicewatch.security import CurveClient
-from voicewatch.strictjson import loads_object
+from voicewatch.strictjson import StrictJsonError, loads_object
 
 _LOG = logging.getLogger(__name__)
 CONTROL_VERSION = 1
@@ -79,7 +79,10 @@ class Controller:
         try:
             if len(parts) != 1:
                 raise ControlError(f"a request is one message part, got {len(parts)}")
-            request = loads_object(parts[0], self.max_request_bytes, MAX_REQUEST_DEPTH)
+            try:
+                request = loads_object(parts[0], self.max_request_bytes, MAX_REQUEST_DEPTH)
+            except StrictJsonError as exc:
+                raise ControlError(f"request refused: {exc}") from None
             version, cmd = request.get("v"), request.get("cmd")
             if type(version) is not int or version != CONTROL_VERSION:
                 raise ControlError(f"request must be a JSON object with \"v\": {CONTROL_VERSION}")
