@@ -50,3 +50,10 @@ def test_published_events_carry_increasing_ids_and_schema_version(tmp_path) -> N
     topic, body = sent[0].to_message()
     assert topic == b"gap.a." and b'"v":2' in body and b'"id":7' in body
     pub.close(linger=0)
+
+
+def test_heartbeats_carry_no_id_so_ids_stay_strictly_increasing() -> None:
+    heartbeat = Event(type="status", stream="_core", start=5.0, end=5.0, reason="heartbeat")
+    _topic, body = heartbeat.to_message()
+    assert b'"id"' not in body
+    assert Event.from_message([b"status._core.", body]).id is None

@@ -57,7 +57,7 @@ BAD_FRAMES = {
     "bad_field": [[b"s1", header(seq=...), b""], [b"s1", header(seq="1"), b""], [b"s1", header(rate=True), b""],
                   [b"s1", header(seq=-1), b""], [b"s1", header(pts="now"), b""], [b"s1", header(wall="x"), b""],
                   [b"s1", header(eos=1), b""], [b"s1", header(status="on_fire"), b""],
-                  [b"s1", header(pts=10**400), b""], [b"s1", header(wall=-(10**400)), b""], 
+                  [b"s1", header(pts=10**400), b""], [b"s1", header(wall=-(10**400)), b""],
                   [b"s1", b'{"v":1,"seq":0,"rate":16000,"channels":1,"format":"s16le","pts":1e400}', b""]],
     "bad_rate": [[b"s1", header(rate=7999), b""], [b"s1", header(rate=96000), b""]],
     "bad_channels": [[b"s1", header(channels=0), b""], [b"s1", header(channels=9), b""]],
