@@ -11,6 +11,8 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+from voicewatch.cliargs import Parser, endpoint, existing_file, fail, finite_float, non_negative_int, positive_float
+
 _LOG = logging.getLogger("voicewatch")
 
 
@@ -136,13 +138,11 @@ def _speakers(args: argparse.Namespace) -> int:
 
 
 def _speakers_via_core(args: argparse.Namespace) -> int:
-    from voicewatch.control import request
-
     for name in args.remove or []:
-        request(args.connect, {"cmd": "remove", "name": name}, curve=_curve(args))
+        _ask(args, {"cmd": "remove", "name": name})
     for name, value in args.set_threshold or []:
-        request(args.connect, {"cmd": "set_threshold", "name": name, "threshold": value}, curve=_curve(args))
-    _print_speakers(request(args.connect, {"cmd": "speakers"}, curve=_curve(args))["speakers"], args.json)
+        _ask(args, {"cmd": "set_threshold", "name": name, "threshold": value})
+    _print_speakers(_ask(args, {"cmd": "speakers"})["speakers"], args.json)
     return 0
 
 
@@ -157,9 +157,7 @@ def _print_speakers(rows: list[dict], as_json: bool) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from voicewatch.control import request
-
-    reply = request(args.connect, {"cmd": "status"}, curve=_curve(args))
+    reply = _ask(args, {"cmd": "status"})
     if args.json:
         print(json.dumps(reply))
         return 0
@@ -175,10 +173,9 @@ def _status(args: argparse.Namespace) -> int:
 def _clip(args: argparse.Namespace) -> int:
     import base64
 
-    from voicewatch.control import request
     from voicewatch.tail import clock
 
-    reply = request(args.connect, {"cmd": "clip", "id": args.id}, curve=_curve(args))
+    reply = _ask(args, {"cmd": "clip", "id": args.id})
     data, info = base64.b64decode(reply["flac"]), reply["info"]
     if args.output == "-":
         sys.stdout.buffer.write(data)
@@ -193,11 +190,8 @@ def _clip(args: argparse.Namespace) -> int:
 
 
 def _review(args: argparse.Namespace) -> int:
-    from voicewatch.control import request
-
-    curve = _curve(args)
     if args.target == "list":
-        reviews = request(args.connect, {"cmd": "reviews", "limit": args.limit}, curve=curve)["reviews"]
+        reviews = _ask(args, {"cmd": "reviews", "limit": args.limit})["reviews"]
         if args.json:
             print(json.dumps({"reviews": reviews}))
         for r in [] if args.json else reviews:
@@ -208,13 +202,13 @@ def _review(args: argparse.Namespace) -> int:
     if args.target == "undo":
         if args.what is None or not args.what.isdigit():
             raise ValueError("usage: voicewatch review undo REVIEW_ID")
-        reply = request(args.connect, {"cmd": "undo", "review": int(args.what), "who": args.who}, curve=curve)
+        reply = _ask(args, {"cmd": "undo", "review": int(args.what), "who": args.who})
         print(f"review {reply['review']} undone: {reply['speaker']} is back as it was (threshold {reply['threshold']:.3f})")
         return 0
     if args.what not in ("confirm", "reject"):
         raise ValueError("usage: voicewatch review CLIP_ID confirm|reject [--note TEXT]")
-    reply = request(args.connect, {"cmd": "review", "id": args.target, "verdict": args.what, "note": args.note,
-                                   "who": args.who}, curve=curve)
+    reply = _ask(args, {"cmd": "review", "id": args.target, "verdict": args.what, "note": args.note,
+                                   "who": args.who})
     if args.json:
         print(json.dumps(reply))
         return 0
@@ -223,6 +217,24 @@ def _review(args: argparse.Namespace) -> int:
     print(f"review {reply['review']}: clip {reply['clip']} {args.what}ed as {reply['speaker']}: {done}; "
           f"threshold {reply['threshold']:.3f}" + (f" ({reply['note']})" if reply["note"] else ""))
     return 0
+
+
+def _ask(args: argparse.Namespace, payload: dict) -> dict:
+    """One control request to the core at `--connect`, waiting at most `--timeout` seconds."""
+    from voicewatch.control import request
+
+    return request(args.connect, payload, timeout_s=args.timeout, curve=_curve(args))
+
+
+def _control_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--connect`, `--timeout` and the CURVE keys of commands that ask a running core."""
+    parser.add_argument("--connect", default="tcp://127.0.0.1:5557", metavar="ENDPOINT", type=endpoint,
+                        help="the core's control endpoint (default %(default)s)")
+    parser.add_argument("--timeout", default=30.0, type=positive_float, metavar="SECONDS",
+                        help="give up when the core has not answered within this time (default %(default)s)")
+    from voicewatch.security import add_client_arguments
+
+    add_client_arguments(parser)
 
 
 def _threshold_assignment(text: str) -> tuple[str, float]:
@@ -317,7 +329,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     from voicewatch.security import add_client_arguments
 
     chosen = _chosen_command(argv)
-    parser = argparse.ArgumentParser(prog="voicewatch", description="Find one voice in many audio streams.")
+    parser = Parser(prog="voicewatch", description="Find one voice in many audio streams.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -327,14 +339,14 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         return sub
 
     run = command("run", _run, "run the core: ingest frames over ZeroMQ, publish detection events")
-    run.add_argument("-c", "--config", help="YAML config (default: built-in defaults, as in config.yaml)")
+    run.add_argument("-c", "--config", type=existing_file, help="YAML config (default: built-in defaults, as in config.yaml)")
 
     scan = command("scan", _scan, "run the same pipeline in-process on recordings and print the segments")
-    scan.add_argument("files", nargs="+", metavar="FILE")
-    scan.add_argument("--bank", help="speaker bank (default: the config's, else the shipped demo bank)")
+    scan.add_argument("files", nargs="+", metavar="FILE", type=existing_file)
+    scan.add_argument("--bank", type=existing_file, help="speaker bank (default: the config's, else the shipped demo bank)")
     scan.add_argument("--model", help="embedder checkpoint (default: the config's, else the shipped model)")
     scan.add_argument("--stream", help="stream name (default: the file name)")
-    scan.add_argument("-c", "--config", help="YAML config for windows and detector settings")
+    scan.add_argument("-c", "--config", type=existing_file, help="YAML config for windows and detector settings")
     scan.add_argument("--json", action="store_true", help="one JSON object per segment")
     scan.add_argument("--pid", type=lambda v: int(v, 0), help="MPEG-TS: the audio track's PID (default: the first)")
     scan.add_argument("--language", default="", metavar="LANG[,LANG…]",
@@ -343,49 +355,44 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     ReplaySource().add_arguments(command("replay", _replay, ReplaySource.help))
 
     tail = command("tail", _tail, "subscribe to a core and print its events")
-    tail.add_argument("--connect", default="tcp://127.0.0.1:5556", metavar="ENDPOINT",
+    tail.add_argument("--connect", default="tcp://127.0.0.1:5556", metavar="ENDPOINT", type=endpoint,
                       help="the core's events endpoint (default %(default)s)")
     tail.add_argument("--stream", help="only this stream")
     tail.add_argument("--speaker", help="only this speaker's segments")
     tail.add_argument("--json", action="store_true", help="print events as JSON lines")
-    tail.add_argument("--since", type=int, metavar="ID", help="first replay logged events after this id, then follow")
-    tail.add_argument("--log", metavar="PATH", help="the core's event log (events.log_path), for --since")
+    tail.add_argument("--since", type=non_negative_int, metavar="ID",
+                      help="first replay logged events after this id, then follow")
+    tail.add_argument("--log", metavar="PATH", type=existing_file, help="the core's event log (events.log_path), for --since")
     tail.add_argument("--play", action="store_true", help="play each segment's clip as it ends, on the sound device")
-    tail.add_argument("--control", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+    tail.add_argument("--control", default="tcp://127.0.0.1:5557", metavar="ENDPOINT", type=endpoint,
                       help="the core's control endpoint, where --play fetches clips (default %(default)s)")
     add_client_arguments(tail)
 
     enroll = command("enroll", _enroll, "add a speaker to a bank from WAV/FLAC clips (each 2 s window kept as "
                                         "recorded and once degraded: noise, music bed or phone band)")
     enroll.add_argument("name", metavar="NAME")
-    enroll.add_argument("clips", nargs="+", metavar="CLIP")
+    enroll.add_argument("clips", nargs="+", metavar="CLIP", type=existing_file)
     enroll.add_argument("--bank", required=True, help="bank file (created when missing)")
     enroll.add_argument("--model", help="embedder checkpoint (default: the shipped model)")
-    enroll.add_argument("--min-speech", type=float, default=10.0, help="seconds of speech required (default 10)")
-    enroll.add_argument("--threshold", type=float, help="this speaker's threshold (default: the bank's)")
+    enroll.add_argument("--min-speech", type=positive_float, default=10.0, help="seconds of speech required (default 10)")
+    enroll.add_argument("--threshold", type=finite_float, help="this speaker's threshold (default: the bank's)")
 
     speakers = command("speakers", _speakers,
                        "list speakers, remove them or set thresholds: in a bank file, or in a running core")
     speakers.add_argument("--bank", help="work on this bank file; without it, ask the running core")
-    speakers.add_argument("--connect", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
-                          help="the core's control endpoint (default %(default)s)")
     speakers.add_argument("--remove", action="append", metavar="NAME")
     speakers.add_argument("--set-threshold", action="append", metavar="NAME=VALUE", type=_threshold_assignment)
     speakers.add_argument("--json", action="store_true")
-    add_client_arguments(speakers)
+    _control_client_arguments(speakers)
 
     status = command("status", _status, "ask a running core for its streams, counters and model")
-    status.add_argument("--connect", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
-                        help="the core's control endpoint (default %(default)s)")
     status.add_argument("--json", action="store_true")
-    add_client_arguments(status)
+    _control_client_arguments(status)
 
     clip = command("clip", _clip, "fetch a segment's evidence clip (FLAC) from a running core")
     clip.add_argument("id", metavar="ID", help="the clip id an `end` event carries")
     clip.add_argument("-o", "--output", metavar="FILE", help="where to write it (default ID.flac; - for stdout)")
-    clip.add_argument("--connect", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
-                      help="the core's control endpoint (default %(default)s)")
-    add_client_arguments(clip)
+    _control_client_arguments(clip)
 
     review = command("review", _review, "confirm or reject a detection by its clip (feeds the bank), undo a review, "
                                         "or list reviews")
@@ -395,20 +402,18 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     review.add_argument("--who", default=_user(), help="who reviews (default: the login name, %(default)s)")
     review.add_argument("--limit", type=int, default=50, help="list: how many, newest first (default 50)")
     review.add_argument("--json", action="store_true")
-    review.add_argument("--connect", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
-                        help="the core's control endpoint (default %(default)s)")
-    add_client_arguments(review)
+    _control_client_arguments(review)
 
     keys = command("keys", _keys, "make a CURVE key pair (NAME.key public, NAME.key_secret private)")
     keys.add_argument("folder", metavar="FOLDER")
     keys.add_argument("name", metavar="NAME")
 
     export = command("export", _export, "print logged events as JSON lines, or finished segments as RTTM")
-    export.add_argument("--log", required=True, metavar="PATH", help="the core's event log (events.log_path)")
+    export.add_argument("--log", required=True, metavar="PATH", type=existing_file, help="the core's event log (events.log_path)")
     export.add_argument("--rttm", action="store_true", help="RTTM lines of finished segments instead of JSON events")
     export.add_argument("--stream", help="only this stream")
-    export.add_argument("--start", type=float, metavar="SECONDS", help="segments ending after this stream time")
-    export.add_argument("--end", type=float, metavar="SECONDS", help="segments starting before this stream time")
+    export.add_argument("--start", type=finite_float, metavar="SECONDS", help="segments ending after this stream time")
+    export.add_argument("--end", type=finite_float, metavar="SECONDS", help="segments starting before this stream time")
 
     demo = command("demo", _demo, "start a core, replay the shipped demo recording, print found vs true timeline")
     demo.add_argument("--speed", type=parse_speed, default=None, help="replay speed (default: max)")
@@ -416,7 +421,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                       help="also serve the timeline page on 127.0.0.1:PORT (default 8090) and keep it up until Ctrl-C")
 
     source_config = command("source-config", _source_config, "run the source a YAML file describes (plugin, args)")
-    source_config.add_argument("file", metavar="FILE")
+    source_config.add_argument("file", metavar="FILE", type=existing_file)
 
     source = command("source", _source, "run a source plugin that feeds a core")
     plugins = source.add_subparsers(dest="plugin_name", required=True, metavar="PLUGIN")
@@ -462,8 +467,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args))
-    except (ValueError, TimeoutError) as exc:  # every voicewatch error a user can fix is a ValueError
-        print(f"voicewatch {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise  # a bug: its traceback is what a report needs
+        return fail(args.command, " ".join(str(exc).split()) or type(exc).__name__)
     except KeyboardInterrupt:
         return 130
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """What bad input, missing files or an unreachable core raise (every voicewatch error a user can fix is a
+    ValueError); the modules are checked only once they were imported."""
+    errors: list[type[Exception]] = [ValueError, TimeoutError, OSError]
+    if (zmq := sys.modules.get("zmq")) is not None:
+        errors.append(zmq.ZMQError)
+    if (sqlite3 := sys.modules.get("sqlite3")) is not None:
+        errors.append(sqlite3.Error)
+    return tuple(errors)

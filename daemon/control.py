@@ -201,7 +201,7 @@ def request(endpoint: str, payload: dict[str, Any], timeout_s: float = 30.0,
         socket.send(json.dumps({"v": CONTROL_VERSION, **payload}).encode())
         reply = json.loads(socket.recv())
     except zmq.Again:
-        raise ControlError(f"no core answered at {endpoint} within {timeout_s:.0f} s (is `voicewatch run` up?)") from None
+        raise ControlError(f"no core answered at {endpoint} within {timeout_s:g} s (is `voicewatch run` up?)") from None
     finally:
         socket.close()
     if not reply.get("ok"):

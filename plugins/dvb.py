@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from voicewatch.cliargs import endpoint, positive_float
 from voicewatch.plugins.publisher import Publisher
 from voicewatch.plugins.tsdecode import Chunk, DecodeCounters, TrackDecoder, decode
 from voicewatch.plugins.tsinput import Backoff, TappedReader, is_live, is_network, open_input
@@ -208,10 +209,10 @@ class DvbSource:
         parser.add_argument("--on-track-loss", choices=POLICIES, default="next",
                             help="when the chosen track leaves the PMT: take the best remaining one (next) or "
                                  "send nothing until it returns (wait); default next")
-        parser.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+        parser.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT", type=endpoint,
                             help="the core's ingest endpoint (default %(default)s)")
-        parser.add_argument("--chunk-ms", type=float, default=100.0, help="frame length sent to the core (default 100)")
-        parser.add_argument("--stall", type=float, default=10.0, metavar="SECONDS",
+        parser.add_argument("--chunk-ms", type=positive_float, default=100.0, help="frame length sent to the core (default 100)")
+        parser.add_argument("--stall", type=positive_float, default=10.0, metavar="SECONDS",
                             help="a network input silent this long is dead and reconnected (default 10)")
         parser.add_argument("--retries", type=int, default=-1,
                             help="network inputs: reconnections before giving up (default -1 = for ever)")
@@ -219,7 +220,7 @@ class DvbSource:
                             help="wall-clock time in frames: DVB TDT/TOT else receive time (tdt), receive time, "
                                  "or none; auto = tdt for live inputs, none for files (old wall times make "
                                  "the core shed windows as late unless processing.max_lag_s is null)")
-        parser.add_argument("--timeout", type=float, default=60.0,
+        parser.add_argument("--timeout", type=positive_float, default=60.0,
                             help="files: give up when the core takes no frame for this many seconds")
         add_client_arguments(parser)
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from voicewatch.cliargs import endpoint, positive_float
 from voicewatch.security import add_client_arguments, client_from_args
 from voicewatch.sourceframes import FrameEncoder
 
@@ -112,8 +113,8 @@ class LiveSource:
         parser.add_argument("--rate", type=int, help="sample rate; the device's default when it refuses this one")
         parser.add_argument("--channels", type=int, default=1)
         parser.add_argument("--stream", default="mic", help="stream name in events (default: mic)")
-        parser.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT")
-        parser.add_argument("--chunk-ms", type=float, default=100.0)
+        parser.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT", type=endpoint)
+        parser.add_argument("--chunk-ms", type=positive_float, default=100.0)
         parser.add_argument("--list-devices", action="store_true", help="print the input devices and exit")
         add_client_arguments(parser)
 

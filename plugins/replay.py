@@ -15,6 +15,7 @@ from pathlib import Path
 
 import zmq
 
+from voicewatch.cliargs import endpoint, positive_float
 from voicewatch.protocol import FrameHeader
 from voicewatch.security import CurveClient, add_client_arguments, client_from_args
 from voicewatch.sourceframes import file_frames
@@ -92,10 +93,10 @@ class ReplaySource:
         parser.add_argument("--stream", help="stream name (default: the file name); -2, -3… are added for more files")
         parser.add_argument("--speed", type=parse_speed, default=1.0,
                             help="1.0 = real time, 4 = four times faster, max = as fast as the core takes frames")
-        parser.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+        parser.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT", type=endpoint,
                             help="the core's ingest endpoint (default %(default)s)")
-        parser.add_argument("--chunk-ms", type=float, default=100.0, help="frame length in ms (default 100)")
-        parser.add_argument("--timeout", type=float, default=60.0,
+        parser.add_argument("--chunk-ms", type=positive_float, default=100.0, help="frame length in ms (default 100)")
+        parser.add_argument("--timeout", type=positive_float, default=60.0,
                             help="give up when the core takes no frame for this many seconds")
         parser.add_argument("--wall-clock", action="store_true",
                             help="stamp frames with the wall-clock time of a recording that begins now, as a live "
