@@ -62,3 +62,18 @@ def test_score_histograms_count_every_score_in_the_right_bucket() -> None:
     assert buckets[("b", "0")] == 1 and buckets[("b", "0.9")] == 1 and buckets[("b", "+Inf")] == 3
     sums = {s.labels["speaker"]: s.value for s in family.samples if s.name.endswith("_sum")}
     assert abs(sums["a"] - 1.52) < 1e-9
+
+
+def test_docs_metrics_lists_every_metric_the_core_exports_with_its_labels() -> None:
+    from voicewatch.metrics import Metrics
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(voicewatch_\w+)` \| \w+ \| ([^|]+) \|", page, re.M)}
+    exported = {"voicewatch_window_score": "`speaker`",  # ScoreHistograms, a custom collector
+                "voicewatch_clips_total": "`outcome`", "voicewatch_clip_store_bytes": "—"}  # with clips.path only
+    for metric in vars(Metrics()).values():
+        if hasattr(metric, "_labelnames"):
+            name = metric._name + ("_total" if metric._type == "counter" else "")
+            exported[name] = ", ".join(f"`{label}`" for label in metric._labelnames) or "—"
+    assert len(exported) == 18
+    assert {name: rows.get(name, "").strip() for name in exported} == exported
