@@ -43,7 +43,10 @@ def loads_object(raw: bytes, max_bytes: int, max_depth: int) -> dict[str, Any]:
     if nesting > max_depth:
         raise StrictJsonError("too_deep", f"nested {nesting} deep, more than the limit of {max_depth}")
     try:
-        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique, parse_constant=_no_constant)
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=_no_constant)
+        if type(data) is dict and raw.count(b":") != len(data):  # nested pairs, a ':' in a string, or a name twice
+            data = json.loads(text, object_pairs_hook=_unique, parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise StrictJsonError("bad_json", f"not UTF-8: {exc}") from None
     except ValueError as exc:  # JSONDecodeError, our hooks, integers past Python's digit limit
@@ -54,11 +57,12 @@ def loads_object(raw: bytes, max_bytes: int, max_depth: int) -> dict[str, Any]:
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in data:
-            raise ValueError(f"name {name[:40]!r} appears twice")
-        data[name] = value
+    """An object's pairs as a dict, refusing a name twice (checked only when the ':' count says it may be)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        names = [name for name, _ in pairs]
+        twice = next(name for index, name in enumerate(names) if name in names[:index])
+        raise ValueError(f"name {twice[:40]!r} appears twice")
     return data
 
 
