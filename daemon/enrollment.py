@@ -21,6 +21,7 @@ import torch
 import torchaudio
 
 from voicewatch.audiofile import read_audio, to_mono
+from voicewatch.degrade import degrade
 from voicewatch.embedder import Embedder
 from voicewatch.windows import WindowBuffer
 
@@ -111,13 +112,10 @@ exemplar cosines, and a speaker with hundreds of exemplars finds five close to a
 
 
 def exemplar_windows(windows: np.ndarray, rate: int) -> np.ndarray:
-    """At most MAX_ENROLLED_WINDOWS of the windows, evenly spread, each followed by one degraded copy (fixed seed;
-    no codec, which would need PyAV)."""
-    from voicewatch.training.augment import augment
-
+    """At most MAX_ENROLLED_WINDOWS of the windows, evenly spread, each followed by one degraded copy (fixed seed)."""
     if len(windows) > MAX_ENROLLED_WINDOWS:
         windows = windows[np.linspace(0, len(windows) - 1, MAX_ENROLLED_WINDOWS).round().astype(int)]
-    return np.concatenate([windows, augment(windows, rate, np.random.default_rng(0), coded_share=0.0)])
+    return np.concatenate([windows, degrade(windows, rate, np.random.default_rng(0)).astype(np.float32)])
 
 
 def embed_clips(embedder: Embedder, paths: Sequence[str | os.PathLike[str]], min_speech_s: float = 10.0) -> torch.Tensor:

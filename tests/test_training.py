@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from synthetic_voices import VOICES, synthetic_corpus
+from voicewatch.degrade import CHORDS_RMS, recorded_bed, telephone
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.features import FeatureSettings
-from voicewatch.training.augment import CHORDS_RMS, augment, recorded_bed, telephone
+from voicewatch.training.augment import augment
 from voicewatch.training.classifier import MarginClassifier
 from voicewatch.training.distill import distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.evaluate import eer, min_dcf, window_trials
