@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from voicewatch.protocol import MAX_RATE, MIN_RATE
 from voicewatch.security import add_client_arguments, client_from_args
 from voicewatch.sourceframes import FrameEncoder
 
@@ -74,11 +75,11 @@ class LiveCapture:
 
 
 def negotiate_rate(sd: Any, device: Any, rate: int | None, channels: int) -> int:
-    """The requested rate if the device takes it, else the device's default (within 8-48 kHz)."""
+    """The requested rate if the device takes it, else the device's default (within the protocol's rates)."""
     info = sd.query_devices(device, "input")  # raises ValueError for an unknown device
     candidates = [r for r in (rate, int(info["default_samplerate"]), 48000, 16000) if r]
     for candidate in candidates:
-        if not 8000 <= candidate <= 48000:
+        if not MIN_RATE <= candidate <= MAX_RATE:
             continue
         try:
             sd.check_input_settings(device=device, samplerate=candidate, channels=channels, dtype="int16")
