@@ -69,8 +69,13 @@ class UnknownSpeakerError(KeyError, ValueError):
         return f"no speaker named {self.args[0]!r} in the bank"
 
 
+DEFAULT_THRESHOLD = 0.7
+"""Detection threshold (mean of the top-5 cosines) of a model that does not carry its own, and of a bank made
+without one."""
+
+
 class SpeakerBank:
-    def __init__(self, embedder_id: str, dim: int, default_threshold: float = 0.7, top_k: int = 5) -> None:
+    def __init__(self, embedder_id: str, dim: int, default_threshold: float = DEFAULT_THRESHOLD, top_k: int = 5) -> None:
         self.embedder_id = embedder_id
         self.dim = dim
         self.default_threshold = default_threshold

@@ -81,7 +81,7 @@ def offline(recording: Path, embedder: Embedder, bank: SpeakerBank, seconds: flo
 def peer_ratio(embedder: Embedder, args: argparse.Namespace) -> float | None:
     """Our windows/s over the peer's (Resemblyzer) on the same 2 s windows, one thread each; None without the peer."""
     try:
-        from voicewatch.peer import load_peer
+        from voicewatch.tools.peer import load_peer
 
         peer = load_peer("resemblyzer")
     except (ImportError, ValueError) as exc:  # the optional `peer` extra is not installed

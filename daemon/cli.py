@@ -281,7 +281,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from voicewatch.demo import run_demo
+    from voicewatch.tools.demo import run_demo
 
     return run_demo(args.speed, web_port=args.web)
 

@@ -4,9 +4,10 @@ A window is positive for a speaker when its score passes the speaker's threshold
 near-silent, and (by default) no other speaker's threshold is passed by a wider margin.
 
 A segment begins at the first positive window of a run, is published (`start`) once it has
-`open_windows` positive windows and spans `min_segment_s` (first window's start to last window's
-end), grows with every further positive window (`update`), and ends (`end`) after `close_windows`
-consecutive negative windows. A run that never qualifies is dropped without a word.
+`open_windows` positive windows and its whole windows span `min_segment_s` (first window's start to
+last window's end; the span it reports is the central hops', shorter by length − hop), grows with
+every further positive window (`update`), and ends (`end`) after `close_windows` consecutive
+negative windows. A run that never qualifies is dropped without a word.
 
 Each window vouches for its central hop: windows overlap, and a 2 s window whose centre lies in a
 turn is mostly that turn, so a run of positive windows marks the time from half a hop before its

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from voicewatch.atomicfile import atomic_write_bytes
+from voicewatch.bank import DEFAULT_THRESHOLD
 from voicewatch.features import FeatureExtractor, FeatureSettings, pick_device
 from voicewatch.scoreshift import ScoreShift
 from voicewatch.shipped import DEFAULT_MODEL
@@ -29,8 +30,6 @@ from voicewatch.shipped import DEFAULT_MODEL
 CHECKPOINT_FORMAT = "voicewatch.embedder"
 CHECKPOINT_VERSION = 1
 SHIFT_PREFIX = "score_shift."
-DEFAULT_THRESHOLD = 0.7
-"""Detection threshold (mean of the top-5 cosines) of a model that does not carry its own."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,6 +21,7 @@ import torch
 import torchaudio
 
 from voicewatch.audiofile import read_audio, to_mono
+from voicewatch.degrade import degrade
 from voicewatch.embedder import Embedder
 from voicewatch.windows import WindowBuffer
 
@@ -30,13 +31,11 @@ MIN_SPEECH_SHARE = 0.25
 """A clip with less speech than this share (30 ms frames within 35 dB of its loudest) is refused."""
 MIN_LEVEL_SPREAD_DB = 3.0
 """A clip whose speech frames vary in level by less than this (standard deviation of their 30 ms levels, dB) is refused
-as music or a steady sound: speech rises and falls with its syllables (espeak-ng speech: 7 dB), sustained synthetic
-chords stay within 0.5 dB, plucked notes within 2.2 dB; 1 % of the corpus' human one-letter recordings (a sustained vowel)
-fall below it, whole sentences do not. Speech over a loud music bed can fall below it too."""
+as music or a steady sound: speech rises and falls with its syllables, sustained chords and plucked notes do not. A
+single sustained vowel, or speech over a loud music bed, can fall below it too."""
 SAME_PERSON_COSINE = 0.75
-"""A clip whose mean embedding is less similar than this to the other clips' is probably someone else:
-on the corpus' 17 human voices (8 s clips), a clip of the same voice scores ≥ 0.80 in 99 % of cases
-and a clip of another voice ≤ 0.70 in 99 %."""
+"""A clip whose mean embedding is less similar than this to the other clips' is probably someone else: it lies
+between the scores of clips of the same voice and those of clips of other voices."""
 
 
 class EnrollmentError(ValueError):
@@ -107,17 +106,14 @@ def enrollment_windows(clips: Sequence[Clip], rate: int, length_s: float = 2.0, 
 MAX_ENROLLED_WINDOWS = 32
 """Windows one enrollment keeps, evenly spread over its clips. A speaker's score is the mean of its top 5
 exemplar cosines, and a speaker with hundreds of exemplars finds five close to almost any voice: enrolled from
-2.5 minutes beside others enrolled from 10–20 s, it drew their windows (docs/model.md)."""
+minutes of speech beside others enrolled from seconds, it would draw their windows."""
 
 
 def exemplar_windows(windows: np.ndarray, rate: int) -> np.ndarray:
-    """At most MAX_ENROLLED_WINDOWS of the windows, evenly spread, each followed by one degraded copy (fixed seed;
-    no codec, which would need PyAV)."""
-    from voicewatch.training.augment import augment
-
+    """At most MAX_ENROLLED_WINDOWS of the windows, evenly spread, each followed by one degraded copy (fixed seed)."""
     if len(windows) > MAX_ENROLLED_WINDOWS:
         windows = windows[np.linspace(0, len(windows) - 1, MAX_ENROLLED_WINDOWS).round().astype(int)]
-    return np.concatenate([windows, augment(windows, rate, np.random.default_rng(0), coded_share=0.0)])
+    return np.concatenate([windows, degrade(windows, rate, np.random.default_rng(0)).astype(np.float32)])
 
 
 def embed_clips(embedder: Embedder, paths: Sequence[str | os.PathLike[str]], min_speech_s: float = 10.0) -> torch.Tensor:

@@ -42,7 +42,7 @@ class FeatureSettings:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """`auto` takes CUDA when this machine has it, the CPU otherwise."""
+    """`auto` takes CUDA when the host has it, the CPU otherwise."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

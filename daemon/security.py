@@ -22,7 +22,7 @@ _LOG = logging.getLogger(__name__)
 
 
 def is_local(endpoint: str) -> bool:
-    """ipc://, inproc:// and tcp:// on a loopback address are reachable from this machine only."""
+    """ipc://, inproc:// and tcp:// on a loopback address are reachable from the host only."""
     scheme, _, rest = endpoint.partition("://")
     if scheme in ("ipc", "inproc"):
         return True

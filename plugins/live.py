@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import zmq
 
 from voicewatch.cliargs import endpoint, positive_float
+from voicewatch.plugins.publisher import Publisher
+from voicewatch.protocol import MAX_RATE, MIN_RATE
 from voicewatch.security import add_client_arguments, client_from_args
 from voicewatch.sourceframes import FrameEncoder
 
@@ -49,6 +50,8 @@ class Counters:
     dropped_blocks: int = 0
     """Blocks dropped because the sender was behind and the queue was full."""
     frames_sent: int = 0
+    frames_dropped: int = 0
+    """Frames the core could not take at once (behind or away): dropped, so the core reports a gap."""
 
 
 class LiveCapture:
@@ -75,11 +78,11 @@ class LiveCapture:
 
 
 def negotiate_rate(sd: Any, device: Any, rate: int | None, channels: int) -> int:
-    """The requested rate if the device takes it, else the device's default (within 8-48 kHz)."""
+    """The requested rate if the device takes it, else the device's default (within the protocol's rates)."""
     info = sd.query_devices(device, "input")  # raises ValueError for an unknown device
     candidates = [r for r in (rate, int(info["default_samplerate"]), 48000, 16000) if r]
     for candidate in candidates:
-        if not 8000 <= candidate <= 48000:
+        if not MIN_RATE <= candidate <= MAX_RATE:
             continue
         try:
             sd.check_input_settings(device=device, samplerate=candidate, channels=channels, dtype="int16")
@@ -89,19 +92,21 @@ def negotiate_rate(sd: Any, device: Any, rate: int | None, channels: int) -> int
     raise LiveSourceError(f"device {device!r} accepts none of the rates {candidates} with {channels} channel(s)")
 
 
-def send(capture: LiveCapture, push: zmq.Socket, stream: str, rate: int, channels: int, chunk_s: float) -> None:
-    """Group blocks into `chunk_s` frames stamped with wall-clock time and push them until `finish`."""
+def send(capture: LiveCapture, publisher: Publisher, stream: str, rate: int, channels: int, chunk_s: float) -> None:
+    """Group blocks into `chunk_s` frames stamped with wall-clock time and send them until `finish`; a frame the core
+    cannot take at once is dropped and counted by the publisher, never waited for."""
     encoder = FrameEncoder(stream, rate, channels, "s16le", wall=time.time())
     pending: list[np.ndarray] = []
     size = int(rate * chunk_s)
     while (block := capture.blocks.get()) is not None:  # blocks until PortAudio delivers
         pending.append(block)
         if sum(len(p) for p in pending) >= size:
-            push.send_multipart(encoder.encode(np.concatenate(pending)))
-            capture.counters.frames_sent += 1
+            if publisher.send(encoder.encode(np.concatenate(pending))):
+                capture.counters.frames_sent += 1
+            else:
+                capture.counters.frames_dropped += 1
             pending = []
-    push.send_multipart(encoder.encode(np.concatenate(pending) if pending else np.zeros((0, channels), "<i2"),
-                                       eos=True))
+    publisher.send_last(encoder.encode(np.concatenate(pending) if pending else np.zeros((0, channels), "<i2"), eos=True))
 
 
 class LiveSource:
@@ -131,13 +136,10 @@ class LiveSource:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        push = zmq.Context.instance().socket(zmq.PUSH)
         curve = client_from_args(args.curve_server_key, args.curve_client_key)
-        if curve is not None:
-            curve.secure(push)
-        push.connect(args.connect)
+        publisher = Publisher(args.connect, lossless=False, timeout_s=2.0, curve=curve)
         capture = LiveCapture(sd.InputStream, rate, args.channels, device)
-        sender = threading.Thread(target=send, args=(capture, push, args.stream, rate, args.channels,
+        sender = threading.Thread(target=send, args=(capture, publisher, args.stream, rate, args.channels,
                                                      args.chunk_ms / 1000), name="live-sender")
         sender.start()
         with capture.stream:
@@ -147,5 +149,5 @@ class LiveSource:
         capture.finish()
         sender.join()
         _LOG.info("live source stopped: %s", capture.counters)
-        push.close(linger=2000)
+        publisher.close()
         return 0

@@ -32,7 +32,12 @@ class Publisher:
             curve.secure(self._socket)
         self._socket.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a connection the core accepted
         self._socket.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)  # before connect: no event missed
         self._socket.connect(endpoint)
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """True once the core has accepted the connection: a live publisher drops what it sends before that."""
+        return bool(self._monitor.poll(int(timeout_s * 1000)))
 
     def send(self, frame: list[bytes]) -> bool:
         """True when queued. Lossless: raises TimeoutError when the core takes nothing for `timeout_s`."""
@@ -60,4 +65,6 @@ class Publisher:
         return True
 
     def close(self) -> None:
+        self._socket.disable_monitor()
+        self._monitor.close(linger=0)
         self._socket.close(linger=int(self.timeout_s * 1000))

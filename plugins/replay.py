@@ -13,9 +13,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import zmq
-
 from voicewatch.cliargs import endpoint, positive_float
+from voicewatch.plugins.publisher import Publisher
 from voicewatch.protocol import FrameHeader
 from voicewatch.security import CurveClient, add_client_arguments, client_from_args
 from voicewatch.sourceframes import file_frames
@@ -57,14 +56,7 @@ def replay(files: Sequence[str], endpoint: str, streams: Sequence[str], speed: f
            chunk_s: float = 0.1, timeout_s: float = 60.0, curve: CurveClient | None = None,
            wall: float | None = None) -> int:
     """Send every frame of `files` to the core at `endpoint`; returns the number of frames sent."""
-    context = zmq.Context.instance()
-    push = context.socket(zmq.PUSH)
-    if curve is not None:
-        curve.secure(push)
-    push.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
-    push.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a connection the core accepted: no silent loss
-    push.setsockopt(zmq.LINGER, int(timeout_s * 1000))
-    push.connect(endpoint)
+    publisher = Publisher(endpoint, lossless=True, timeout_s=timeout_s, curve=curve)  # waits at the high-water mark
     sent = 0
     started = time.monotonic()
     try:
@@ -73,13 +65,10 @@ def replay(files: Sequence[str], endpoint: str, streams: Sequence[str], speed: f
                 delay = started + pts / speed - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)  # pacing to the recording's clock, not waiting for a result
-            try:
-                push.send_multipart(frame)
-            except zmq.Again:
-                raise TimeoutError(f"the core at {endpoint} accepted no frame for {timeout_s:.0f} s") from None
+            publisher.send(frame)
             sent += 1
     finally:
-        push.close()
+        publisher.close()
     _LOG.info("replayed %d frames of %d file(s) in %.1f s", sent, len(files), time.monotonic() - started)
     return sent
 

@@ -18,13 +18,13 @@ import numpy as np
 
 from voicewatch.plugins.tsinput import TappedReader
 from voicewatch.plugins.tspsi import Track
+from voicewatch.protocol import MAX_RATE, MIN_RATE
 
 _LOG = logging.getLogger(__name__)
 PTS_WRAP = 1 << 33
 """MPEG-TS presentation timestamps count a 90 kHz clock in 33 bits (wraps every 26.5 hours)."""
 JUMP_S = 0.5
 """A PTS further than this from the sample count is a discontinuity (cut, splice, reconnect)."""
-MIN_RATE, MAX_RATE = 8000, 48000
 
 
 class PtsClock:

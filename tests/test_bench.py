@@ -1,5 +1,5 @@
-"""`voicewatch bench` runs end to end and reports what the throughput issue asks for (the numbers
-themselves are for people: no test here times anything)."""
+"""`voicewatch bench` runs end to end and reports every figure (the numbers themselves are for people: no test
+here times anything)."""
 
 from __future__ import annotations
 

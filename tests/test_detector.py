@@ -57,6 +57,13 @@ def test_runs_shorter_than_min_segment_are_dropped_silently() -> None:
     assert run("++--", DetectorConfig(min_segment_s=3.0))[0] == ("start", "alice", 0.5, 2.5)
 
 
+def test_min_segment_is_measured_on_whole_windows_so_the_published_span_is_one_hop_less_with_the_defaults() -> None:
+    config = DetectorConfig()
+    assert config.min_segment_s == 2.0
+    assert run("+--", config) == [("start", "alice", 0.5, 1.5), ("end", "alice", 0.5, 1.5)]  # one 2 s window: 1 s
+    assert run("+--", DetectorConfig(min_segment_s=2.5)) == []  # its 2 s of whole window fall short
+
+
 def test_closing_a_stream_ends_its_open_segments() -> None:
     assert run("++")[-1] == ("end", "alice", 0.5, 2.5)
 

@@ -266,7 +266,7 @@ def test_the_batched_resemblyzer_peer_embeds_as_resemblyzer_does() -> None:
     resemblyzer = pytest.importorskip("resemblyzer", reason="the optional peer extra is not installed")
     from resemblyzer.audio import normalize_volume
 
-    from voicewatch.peer import load_peer
+    from voicewatch.tools.peer import load_peer
 
     audio, rate = soundfile.read(str(DEMO_RECORDING), dtype="float32")
     windows = np.stack([audio[i * rate:(i + 2) * rate] for i in range(5, 9)])

@@ -100,6 +100,18 @@ def test_seq_going_backwards_or_repeating_is_dropped() -> None:
     assert table.next_seq["clean"] == 5
 
 
+def test_a_dropped_frame_does_not_use_up_its_seq() -> None:
+    table = ingest()
+    frames = clean_frames(1.0)
+    for frame in frames[:5]:
+        table.accept(frame)
+    stream, good_header, payload = frames[5]
+    assert table.accept([stream, good_header, payload[:-1]]) == [] and table.dropped == {"bad_length": 1}  # seq 5, torn
+    items = table.accept(frames[5])  # seq 5 again, whole: measured against seq 4, the last accepted frame
+    assert table.dropped == {"bad_length": 1} and not [i for i in items if isinstance(i, StreamBreak)]
+    assert table.next_seq["clean"] == 6
+
+
 def test_new_streams_beyond_the_limit_are_dropped_but_known_ones_go_on() -> None:
     table = ingest(max_streams=2)
     for name in ("a", "b"):

@@ -18,6 +18,7 @@ import zmq
 
 from daemon_harness import Daemon, demo_audio, demo_truth
 from voicewatch.plugins.live import LiveCapture, send
+from voicewatch.plugins.publisher import Publisher
 from voicewatch.scan import segments
 
 
@@ -58,15 +59,15 @@ def test_captured_audio_reaches_the_core_and_the_voice_is_found(tmp_path: Path) 
     try:
         audio = demo_int16()
         capture = LiveCapture(lambda **kw: FakeInputStream(audio=audio, **kw), 16000, 1, None, queue_s=600)
-        push = zmq.Context.instance().socket(zmq.PUSH)
-        push.connect(core.ingest)
-        sender = threading.Thread(target=send, args=(capture, push, "mic", 16000, 1, 0.1))
+        publisher = Publisher(core.ingest, lossless=False, timeout_s=5.0)
+        assert publisher.wait_connected(10)  # a live publisher drops what it sends before the core is there
+        sender = threading.Thread(target=send, args=(capture, publisher, "mic", 16000, 1, 0.1))
         sender.start()
         with capture.stream as stream:
             assert stream.done.wait(60)
         capture.finish()  # the stream has stopped: the sender empties the queue, then ends the stream
         sender.join(60)
-        push.close(linger=5000)
+        publisher.close()
         core.wait_for_eos("mic")
     finally:
         assert core.stop() == 0
@@ -74,7 +75,7 @@ def test_captured_audio_reaches_the_core_and_the_voice_is_found(tmp_path: Path) 
     found = [(s.start, s.end) for s in segments(core.received) if s.stream == "mic"]
     assert len(found) == len(truth)
     assert all(abs(a - c) <= 1.05 and abs(b - d) <= 1.25 for (a, b), (c, d) in zip(found, truth, strict=True))
-    assert capture.counters.frames_sent > 0 and capture.counters.dropped_blocks == 0
+    assert capture.counters.frames_sent > 0 and capture.counters.dropped_blocks == capture.counters.frames_dropped == 0
     assert all(e.wall_start is not None for e in core.received if e.stream == "mic" and e.type == "end")
 
 

@@ -38,7 +38,7 @@ def serve(token: str | None, loopback: bool) -> Iterator[int]:
 
 @pytest.fixture
 def off_loopback() -> Iterator[int]:
-    """Served as it would be on a public address (bound to loopback here: tests stay on this machine)."""
+    """Served as it would be on a public address (bound to loopback here: tests stay on the host)."""
     yield from serve(TOKEN, loopback=False)
 
 

@@ -54,7 +54,7 @@ class ModelTeacher:
 
 class ResemblyzerTeacher:
     def __init__(self) -> None:
-        from voicewatch.peer import load_peer
+        from voicewatch.tools.peer import load_peer
 
         self.peer = load_peer("resemblyzer")
         self.name, self.dim = "resemblyzer", 256

@@ -349,7 +349,7 @@ def evaluate_corpus(args: argparse.Namespace, embedder: Embedder) -> tuple[dict,
     embedders = {"model": _embedder_function(embedder, RATE)}
     shifts = {"model": _shift_function(embedder, RATE)}
     if args.peer:
-        from voicewatch.peer import load_peer
+        from voicewatch.tools.peer import load_peer
 
         peer = load_peer(args.peer)  # before any work: a missing peer is a quick, clear error
         embedders[peer.name] = lambda w: peer.embed(torch.from_numpy(w), RATE)

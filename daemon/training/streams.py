@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from voicewatch.audiofile import AudioFileError
+from voicewatch.degrade import at_snr, music_bed, noise_bed, recorded_bed, telephone
 from voicewatch.enrollment import Clip, EnrollmentError, load_clip
-from voicewatch.training.augment import _at_snr, music_bed, noise_bed, recorded_bed, telephone
 from voicewatch.training.codecs import codec_roundtrip
 
 _LOG = logging.getLogger(__name__)
@@ -166,9 +166,9 @@ def apply_condition(audio: np.ndarray, condition: str, rng: np.random.Generator,
     if condition == "clean":
         return audio
     if condition == "music":
-        return _at_snr(audio, _music(len(audio), rng, music), BED_SNR_DB).astype(np.float32)
+        return at_snr(audio, _music(len(audio), rng, music), BED_SNR_DB).astype(np.float32)
     if condition == "noise":
-        return _at_snr(audio, noise_bed(len(audio), rng), BED_SNR_DB).astype(np.float32)
+        return at_snr(audio, noise_bed(len(audio), rng), BED_SNR_DB).astype(np.float32)
     if condition == "phone":
         return telephone(audio, RATE).astype(np.float32)
     if condition == "mp2":

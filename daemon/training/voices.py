@@ -118,7 +118,7 @@ class CorpusError(Exception):
 
 
 def missing_packages() -> list[str]:
-    """Debian packages the builder needs and this machine lacks (programs and Festival voices)."""
+    """Debian packages the builder needs and the host lacks (programs and Festival voices)."""
     missing = [package for tool, package in TOOLS.items() if shutil.which(tool) is None]
     missing += [package for voice, (package, _) in FESTIVAL_VOICES.items()
                 if not any(FESTIVAL_VOICE_DIR.glob(f"*/{voice}"))]

@@ -9,8 +9,8 @@ import argparse
 import logging
 
 import numpy as np
-import zmq
 
+from voicewatch.plugins.publisher import Publisher
 from voicewatch.sourceframes import FrameEncoder
 
 _LOG = logging.getLogger(__name__)
@@ -30,12 +30,11 @@ class ToneSource:
         rate = 16000
         t = np.arange(round(args.seconds * rate)) / rate
         samples = (np.sin(2 * np.pi * args.hz * t) * 0.3 * 32767).astype("<i2").reshape(-1, 1)
-        push = zmq.Context.instance().socket(zmq.PUSH)
-        push.connect(args.connect)
+        publisher = Publisher(args.connect, lossless=True, timeout_s=10)  # waits for the core, loses nothing
         encoder = FrameEncoder(args.stream, rate, 1, "s16le")  # numbers frames, stamps pts from sample counts
         step = rate // 10  # 100 ms frames
         for start in range(0, len(samples), step):
-            push.send_multipart(encoder.encode(samples[start:start + step], eos=start + step >= len(samples)))
-        push.close(linger=10000)  # let the last frames reach the core before exiting
+            publisher.send(encoder.encode(samples[start:start + step], eos=start + step >= len(samples)))
+        publisher.close()  # lets the last frames reach the core before exiting
         _LOG.info("sent %d frames of a %.0f Hz tone as stream %s", encoder.seq, args.hz, args.stream)
         return 0
