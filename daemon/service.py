@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import torch
 import zmq
 
 from voicewatch.bank import SpeakerBank
@@ -91,6 +92,8 @@ class Core:
         self.shedder = LoadShedder(config.processing.max_lag_s)
         self.health = HealthWatch(config.health.idle_s, config.health.silence_s)
         self.context = zmq.Context.instance()
+        if config.processing.threads:
+            torch.set_num_threads(config.processing.threads)
         self._last_status = (time.monotonic(), 0)
         self.scorer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
         """Features, embedding and matching of one batch run here (torch releases the GIL) while the
