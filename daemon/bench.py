@@ -36,8 +36,8 @@ from voicewatch.config import Config, ProcessingConfig
 from voicewatch.control import request
 from voicewatch.detector import central_hop_edge
 from voicewatch.embedder import Embedder
-from voicewatch.protocol import Event
 from voicewatch.parallelscan import scan_parallel
+from voicewatch.protocol import Event
 from voicewatch.scan import scan
 from voicewatch.sourceframes import FrameEncoder
 

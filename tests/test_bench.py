@@ -8,7 +8,8 @@ import json
 from daemon_harness import run_cli
 
 KEYS = {"realtime_streams", "latency_p50_s", "latency_p99_s", "rss_mb_per_stream", "scan_audio_s_per_s_per_core",
-        "unbatched_ratio", "peer_ratio", "device", "machine", "senders", "stage_ms_per_window", "batch_windows_mean_at_max", "small_frames"}
+        "unbatched_ratio", "peer_ratio", "device", "machine", "senders",
+        "stage_ms_per_window", "batch_windows_mean_at_max", "small_frames"}
 STAGES = {"ingest", "resample", "log_mel", "embed", "match", "detect", "publish"}
 
 
