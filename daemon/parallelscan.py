@@ -49,6 +49,9 @@ def scan_parallel(paths: Sequence[str | os.PathLike[str]], streams: Sequence[str
     pull = context.socket(zmq.PULL)
     pull.setsockopt(zmq.RCVHWM, 2 * workers)
     events: list[Event] = []
+    threads = torch.get_num_threads()
+    if embedder.device.type == "cpu":  # the scorer takes the cores the workers leave: no threads spinning beside them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
     with tempfile.TemporaryDirectory(prefix="voicewatch-scan-") as folder:
         endpoint = f"ipc://{folder}/batches"
         pull.bind(endpoint)
@@ -71,6 +74,7 @@ def scan_parallel(paths: Sequence[str | os.PathLike[str]], streams: Sequence[str
                     process.kill()
             pull.close(linger=0)
             context.term()
+            torch.set_num_threads(threads)
     return events + pipeline.close_all()
 
 

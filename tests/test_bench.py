@@ -35,3 +35,4 @@ def test_offline_mode_measures_only_scan_and_scan_workers_on_request() -> None:
     report = json.loads(result.stdout)
     assert report["unbatched_ratio"] > 0 and "realtime_streams" not in report
     assert report["scan_workers"]["workers"] == 2 and report["scan_workers"]["audio_s_per_s"] > 0
+    assert "steady_audio_s_per_s" in report["scan_workers"]
