@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks, for a machine with CUDA, torch and no network (tools/gpu-wheels.sh fills .whl/ beforehand):
-# installs voicewatch from .whl/ into /tmp/site, runs the tests that exercise CUDA (CPU vs CUDA embeddings,
-# scores and segments), then `scan --workers` throughput and `voicewatch bench --quick` with the core on cuda.
+# installs voicewatch (this tree) and the wheels in .whl/ into /tmp/site, runs the tests that exercise CUDA
+# (CPU vs CUDA embeddings, scores and segments), then `scan --workers` throughput and `voicewatch bench
+# --quick` with the core on cuda.
 # Results go to $OUT (default /tmp/gpu-check). Finishes in under 8 minutes on a 16-core H200 machine; each
 # part has its own time limit so that one slow part cannot eat the others.
 set -uo pipefail
@@ -10,6 +11,8 @@ OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || { echo "install from .whl/ failed: run tools/gpu-wheels.sh where pip reaches PyPI"; exit 1; }
+python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site . || { echo "installing voicewatch from this tree failed"; exit 1; }
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 cores=$(nproc)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fills .whl/ (git-ignored) with what a GPU machine without network needs to run tools/gpu-check.sh:
-# voicewatch's own wheel and the dependencies such a machine's image lacks. The image is expected to hold
+# Fills .whl/ (git-ignored) with what a GPU machine without network needs to run tools/gpu-check.sh: the
+# dependencies such a machine's image lacks (gpu-check.sh installs voicewatch itself from the tree). The image is expected to hold
 # Python 3.12, torch, torchaudio, numpy, safetensors, pyyaml, prometheus-client, anyio, click, h11 and
 # pytest; the rest comes from here (manylinux x86-64 wheels for CPython 3.12). Run it where pip reaches PyPI.
 set -euo pipefail
@@ -15,5 +15,4 @@ for spec in pyzmq soundfile sounddevice cffi pycparser starlette uvicorn pytest-
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         "${platforms[@]}" -d .whl "$spec"
 done
-python3 -m pip wheel -q --no-deps --no-build-isolation -w .whl .
 du -sh .whl && ls .whl
