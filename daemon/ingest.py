@@ -14,40 +14,10 @@ from collections.abc import Sequence
 
 from voicewatch.config import IngestConfig, WindowConfig
 from voicewatch.protocol import BadFrame, Frame, decode_frame
-from voicewatch.windows import Window, WindowBuffer
+from voicewatch.windows import Item, SourceNotice, StreamBreak, WindowBuffer
 
 _LOG = logging.getLogger(__name__)
 SILENCE_PEAK = 10 ** (-60 / 20)
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamBreak:
-    """A discontinuity in a stream: its open segments end here and its windows restart."""
-
-    stream: str
-    reason: str
-    """`seq_gap`, `rate_change`, `eos` or `overload`."""
-    start: float
-    """Stream time where continuous audio stopped."""
-    end: float
-    """Stream time where it resumes (== start for `eos`)."""
-    wall_start: float | None = None
-
-    @property
-    def is_gap(self) -> bool:
-        return self.reason != "eos"
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceNotice:
-    """What a source said of its input (`status` in a frame header): published, nothing else changes."""
-
-    stream: str
-    status: str
-    """One of protocol.SOURCE_STATUSES."""
-    time: float
-    """Stream time of the notice."""
-    wall: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +50,6 @@ class StreamState:
         return None if self.origin_wall is None else wall - self.origin_wall - self.audio_s
 
 
-Item = Window | StreamBreak | SourceNotice
 WALL_REANCHOR_S = 1.0
 """A frame whose `wall` is this far from the time the stream's clock predicts moves the clock's wall
 anchor (a DVB source that learned the broadcast time late); windows are not reset."""

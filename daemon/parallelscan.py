@@ -25,12 +25,12 @@ from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config
 from voicewatch.embedder import Embedder
 from voicewatch.features import FeatureExtractor, FeatureSettings
-from voicewatch.ingest import Ingest, Item, SourceNotice, StreamBreak
+from voicewatch.ingest import Ingest
 from voicewatch.pipeline import Pipeline, window_levels
 from voicewatch.protocol import Event
 from voicewatch.sharedframes import SharedFrames
 from voicewatch.sourceframes import file_frames
-from voicewatch.windows import Window
+from voicewatch.windows import Item, SourceNotice, StreamBreak, Window
 
 POLL_MS = 1000
 """How often the parent checks that its workers are alive while it waits for a batch."""

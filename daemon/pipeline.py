@@ -20,11 +20,10 @@ from voicewatch.config import DetectorConfig
 from voicewatch.detector import Detector, positive_windows
 from voicewatch.embedder import Embedder
 from voicewatch.history import EmbeddingHistory
-from voicewatch.ingest import Item, SourceNotice, StreamBreak
 from voicewatch.protocol import Event
 from voicewatch.scorer import DeviceScorer
 from voicewatch.sharedframes import SharedFrames
-from voicewatch.windows import Window
+from voicewatch.windows import Item, SourceNotice, StreamBreak, Window
 
 _LOG = logging.getLogger(__name__)
 

@@ -25,6 +25,40 @@ class Window:
     """Mono float32, exactly `length` samples at `rate`."""
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamBreak:
+    """A discontinuity in a stream: its open segments end here and its windows restart."""
+
+    stream: str
+    reason: str
+    """`seq_gap`, `rate_change`, `eos` or `overload`."""
+    start: float
+    """Stream time where continuous audio stopped."""
+    end: float
+    """Stream time where it resumes (== start for `eos`)."""
+    wall_start: float | None = None
+
+    @property
+    def is_gap(self) -> bool:
+        return self.reason != "eos"
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceNotice:
+    """What a source said of its input (`status` in a frame header): published, nothing else changes."""
+
+    stream: str
+    status: str
+    """One of protocol.SOURCE_STATUSES."""
+    time: float
+    """Stream time of the notice."""
+    wall: float | None = None
+
+
+Item = Window | StreamBreak | SourceNotice
+"""What ingest hands the pipeline: windows, and the breaks and notices between them, in stream order."""
+
+
 class WindowBuffer:
     """Holds the samples of one stream that a future window still needs, and little more.
 

@@ -10,10 +10,9 @@ import zmq
 
 from daemon_harness import Daemon
 from voicewatch.control import request
-from voicewatch.ingest import StreamBreak
 from voicewatch.overload import LoadShedder
 from voicewatch.sourceframes import FrameEncoder
-from voicewatch.windows import Window
+from voicewatch.windows import StreamBreak, Window
 
 
 def window(stream: str, start: float, wall: float | None) -> Window:
