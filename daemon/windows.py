@@ -1,4 +1,5 @@
-"""Per-stream sample buffers → fixed-length windows with a hop, on a sample-count clock.
+"""Per-stream sample buffers → fixed-length windows with a hop, on a sample-count clock; the windows, breaks
+and notices that ingest hands the pipeline.
 
 Window k of a run starts `k × hop` samples after the run's first sample; its stream time is the
 run's first `pts` plus that count over the rate. Arrival time and later `pts` values never move a
