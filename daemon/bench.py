@@ -1,12 +1,15 @@
 """`voicewatch bench`: how many real-time streams one core holds, and how fast `scan` runs.
 
 Live: a real `voicewatch run` subprocess, N synthetic real-time sources (48 kHz stereo s16, 100 ms
-frames, wall-clock stamped) in a separate sender process over ZeroMQ, a bank of 100 speakers × 20
-exemplars in which one speaker matches the test signal so every window yields an event. N doubles
+frames, wall-clock stamped) in separate sender processes over ZeroMQ (`--senders`, so that on a big
+machine the sender is not the bottleneck), a bank of 100 speakers × 20 exemplars in which one speaker
+matches the test signal so every window yields an event. N doubles
 until the core drops windows or falls behind, then one bisection step tries halfway; latency is
 measured at 50 % and 90 % of the most held.
 Offline: `scan` on a 48 kHz recording, batched and one window at a time (the baseline), on one
-thread. Everything is measured in the same run; ratios compare to that run's baseline.
+thread; with `--scan-workers N`, `scan --workers N` on the machine's own device too. Everything is
+measured in the same run; ratios compare to that run's baseline. The core's device, the machine's
+cores and GPU are part of the result.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from voicewatch.config import Config, ProcessingConfig
 from voicewatch.control import request
 from voicewatch.detector import central_hop_edge
 from voicewatch.embedder import Embedder
+from voicewatch.parallelscan import scan_parallel
 from voicewatch.protocol import Event
 from voicewatch.scan import scan
 from voicewatch.sourceframes import FrameEncoder
@@ -78,6 +82,32 @@ def offline(recording: Path, embedder: Embedder, bank: SpeakerBank, seconds: flo
     return results
 
 
+def parallel_scan(recording: Path, bank: SpeakerBank, seconds: float, workers: int) -> dict:
+    """`scan --workers N` over copies of the recording, scored on the machine's own device (CUDA when
+    present): audio-s/s over 2N files, the workers' start included, and the steady rate (the extra time that
+    4N more files take), which leaves the start out."""
+    embedder = Embedder.load(device="auto")
+    timings = {}
+    for files in (2 * workers, 6 * workers):
+        started = time.perf_counter()
+        parallel_scan_files([recording] * files, embedder, bank, workers)
+        timings[files] = time.perf_counter() - started
+    (few, short), (many, long) = sorted(timings.items())
+    return {"workers": workers, "device": str(embedder.device), "files": few,
+            "audio_s_per_s": round(few * seconds / short, 1),
+            "steady_audio_s_per_s": round((many - few) * seconds / max(long - short, 1e-9), 1)}
+
+
+def parallel_scan_files(files: list[Path], embedder: Embedder, bank: SpeakerBank, workers: int) -> None:
+    scan_parallel(files, [f"f{i}" for i in range(len(files))], embedder, bank, Config(), workers)
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    return {"cpu_cores": os.cpu_count(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
 def peer_ratio(embedder: Embedder, args: argparse.Namespace) -> float | None:
     """Our windows/s over the peer's (Resemblyzer) on the same 2 s windows, one thread each; None without the peer."""
     try:
@@ -105,14 +135,14 @@ def _windows_per_s(embed: Callable[[], object]) -> float:
     return PEER_WINDOWS / (time.perf_counter() - started)
 
 
-def _sender(endpoint: str, streams: int, seconds: float, frame_ms: float, ready: multiprocessing.Event) -> None:
-    """Real-time sources in one process: every frame period, one frame of every stream."""
+def _sender(endpoint: str, streams: range, seconds: float, frame_ms: float, wall: float,
+            ready: multiprocessing.Event) -> None:
+    """Real-time sources `b{index}` in one process: every frame period, one frame of every stream."""
     push = zmq.Context().socket(zmq.PUSH)
     push.connect(endpoint)
     frame = int(RATE * frame_ms / 1000)
     pcm = (test_signal(4.0) * 32767).astype("<i2")
-    wall = time.time() + 0.5
-    encoders = [FrameEncoder(f"b{i:04d}", RATE, CHANNELS, "s16le", wall=wall) for i in range(streams)]
+    encoders = [FrameEncoder(f"b{i:05d}", RATE, CHANNELS, "s16le", wall=wall) for i in streams]
     ready.set()
     frames = int(seconds * 1000 / frame_ms)
     for index in range(frames):
@@ -157,24 +187,31 @@ class LiveCore:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     raise RuntimeError("the core did not start") from None
         self.idle_rss_mb = _rss_mb(self.process.pid)
+        self.device = request(self.control, {"cmd": "status"})["device"]
+        """The device the core scores on (its own `model.device: auto` choice)."""
 
-    def step(self, streams: int, seconds: float, frame_ms: float) -> dict:
-        """Run `streams` real-time sources for `seconds`; what the core did with them."""
+    def step(self, streams: int, seconds: float, frame_ms: float, senders: int = 1) -> dict:
+        """Run `streams` real-time sources, spread over `senders` processes, for `seconds`; what the core did."""
         sub = zmq.Context.instance().socket(zmq.SUB)
         sub.connect(self.events)
         sub.setsockopt(zmq.SUBSCRIBE, b"det.")
         time.sleep(0.3)  # let the subscription reach the publisher before any frame is sent
         before = request(self.control, {"cmd": "status"})
         cpu0, rss0, t0 = _cpu_seconds(self.process.pid), _rss_mb(self.process.pid), time.monotonic()
-        ready = multiprocessing.Event()
-        sender = multiprocessing.Process(target=_sender, args=(self.ingest, streams, seconds, frame_ms, ready))
-        sender.start()
-        ready.wait()
+        wall = time.time() + 0.5 + 0.1 * senders
+        processes = []
+        for index in range(max(1, min(senders, streams))):
+            ready = multiprocessing.Event()
+            share = range(index, streams, max(1, min(senders, streams)))
+            processes.append(multiprocessing.Process(target=_sender, args=(self.ingest, share, seconds, frame_ms,
+                                                                           wall, ready)))
+            processes[-1].start()
+            ready.wait()
         # an event's wall_end is its last window's central hop; the latency runs from that window's end
         windows_config = Config().windows  # the bench's core runs the default windows
         edge = central_hop_edge(windows_config.length_s, windows_config.hop_s)
         latencies, rss = [], rss0
-        while sender.is_alive() or sub.poll(0):
+        while any(sender.is_alive() for sender in processes) or sub.poll(0):
             if sub.poll(200):
                 event = Event.from_message(sub.recv_multipart())
                 if event.wall_end is not None:
@@ -221,17 +258,22 @@ def run_bench(args: argparse.Namespace) -> dict:
         scan_rates = offline(recording, embedder, SpeakerBank.load(bank_path), offline_seconds)
         _log(args, f"scan: {scan_rates['batched']:.0f} audio-s/s on one thread "
                    f"({scan_rates['batched'] / scan_rates['unbatched']:.1f}× one window at a time)")
+        scan_workers = None
+        if args.scan_workers:
+            scan_workers = parallel_scan(recording, SpeakerBank.load(bank_path), offline_seconds, args.scan_workers)
+            _log(args, f"scan --workers {args.scan_workers}: {json.dumps(scan_workers)}")
         if args.offline:
             return {"scan_audio_s_per_s_per_core": round(scan_rates["batched"], 1),
                     "unbatched_ratio": round(scan_rates["batched"] / scan_rates["unbatched"], 2),
-                    "peer_ratio": peer_ratio(embedder, args), "device": str(embedder.device)}
+                    "scan_workers": scan_workers, "peer_ratio": peer_ratio(embedder, args),
+                    "device": str(embedder.device), "machine": machine()}
         core = LiveCore(workdir, bank_path)
         idle_rss = core.idle_rss_mb
         steps, held = [], 0
         try:
             streams, failed = args.start_streams, None
             while streams <= args.max_streams:
-                result = core.step(streams, seconds, args.frame_ms)
+                result = core.step(streams, seconds, args.frame_ms, args.senders)
                 steps.append(result)
                 _log(args, json.dumps(result))
                 if not result["held"]:
@@ -240,16 +282,16 @@ def run_bench(args: argparse.Namespace) -> dict:
                 held = streams
                 streams *= 2
             if held and failed and failed > held + 1:  # one step of bisection: 1.5× the last count held
-                result = core.step((held + failed) // 2, seconds, args.frame_ms)
+                result = core.step((held + failed) // 2, seconds, args.frame_ms, args.senders)
                 steps.append(result)
                 _log(args, json.dumps(result))
                 held = result["streams"] if result["held"] else held
             loads = {}
             for share in (0.5, 0.9):
                 if held:
-                    loads[share] = core.step(max(1, int(held * share)), seconds, args.frame_ms)
+                    loads[share] = core.step(max(1, int(held * share)), seconds, args.frame_ms, args.senders)
                     _log(args, f"{int(share * 100)} % load: {json.dumps(loads[share])}")
-            small_frames = core.step(max(1, held // 2), seconds, SMALL_FRAME_MS) if held else {}
+            small_frames = core.step(max(1, held // 2), seconds, SMALL_FRAME_MS, args.senders) if held else {}
             _log(args, f"50 % load in {SMALL_FRAME_MS:.0f} ms frames: {json.dumps(small_frames)}")
         finally:
             core.stop()
@@ -267,13 +309,16 @@ def run_bench(args: argparse.Namespace) -> dict:
         "windows_per_s_at_max": top["windows_per_s"] if top else None,
         "scan_audio_s_per_s_per_core": round(scan_rates["batched"], 1),
         "unbatched_ratio": round(scan_rates["batched"] / scan_rates["unbatched"], 2),
+        "scan_workers": scan_workers,
         "peer_ratio": peer,
         "stage_ms_per_window": top["stage_ms_per_window"] if top else None,
         "batch_windows_mean_at_max": top["batch_windows_mean"] if top else None,
         "small_frames": {key: small_frames.get(key) for key in ("frame_ms", "streams", "held", "cpu_percent",
                                                                  "latency_p99_s")},
         "cpu_percent_at_half": at_half.get("cpu_percent"),
-        "device": str(embedder.device),
+        "device": core.device,
+        "machine": machine(),
+        "senders": args.senders,
         "frame_ms": args.frame_ms,
         "steps": steps,
     }
@@ -290,6 +335,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline", action="store_true", help="only scan throughput on a 48 kHz recording (and the peer)")
     parser.add_argument("--frame-ms", type=float, default=100.0, help="source frame length (default 100)")
     parser.add_argument("--step-seconds", type=float, help="length of each live step (default 12 with --quick, else 30)")
+    parser.add_argument("--senders", type=int, default=max(1, (os.cpu_count() or 1) // 4),
+                        help="sender processes the live sources are spread over (default: a quarter of the cores)")
+    parser.add_argument("--scan-workers", type=int, default=0, metavar="N",
+                        help="also measure `scan --workers N` on the machine's own device (default: not measured)")
     parser.add_argument("--start-streams", type=int, default=16)
     parser.add_argument("--max-streams", type=int, default=4096)
     parser.add_argument("--speakers", type=int, default=100)

@@ -54,8 +54,13 @@ def _scan(args: argparse.Namespace) -> int:
         )
     embedder, bank = load_model_and_bank(config)
     languages = tuple(lang.strip() for lang in args.language.split(",") if lang.strip())
-    events = scan(args.files, stream_names(args.files, args.stream), embedder, bank, config,
-                  track=TrackChoice(args.pid, languages))
+    names, track = stream_names(args.files, args.stream), TrackChoice(args.pid, languages)
+    if args.workers > 1:
+        from voicewatch.parallelscan import scan_parallel
+
+        events = scan_parallel(args.files, names, embedder, bank, config, args.workers, track=track)
+    else:
+        events = scan(args.files, names, embedder, bank, config, track=track)
     for segment in segments(events):
         if args.json:
             print(json.dumps(segment.__dict__))
@@ -245,6 +250,16 @@ def _threshold_assignment(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a number, got {text!r}") from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return value
+
+
 def _user() -> str:
     import getpass
 
@@ -348,6 +363,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     scan.add_argument("--stream", help="stream name (default: the file name)")
     scan.add_argument("-c", "--config", type=existing_file, help="YAML config for windows and detector settings")
     scan.add_argument("--json", action="store_true", help="one JSON object per segment")
+    scan.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                      help="decode and featurise the files in N processes, scored together (default: 1)")
     scan.add_argument("--pid", type=lambda v: int(v, 0), help="MPEG-TS: the audio track's PID (default: the first)")
     scan.add_argument("--language", default="", metavar="LANG[,LANG…]",
                       help="MPEG-TS: audio languages in order of preference (ISO-639-2), e.g. deu,eng")

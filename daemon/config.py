@@ -198,8 +198,12 @@ class ProcessingConfig:
     max_lag_s: float | None = 10.0
     """Windows whose wall-clock end is older than this are dropped (counted, reported as `gap` events with
     reason `overload`). Only streams that send `wall` can lag; null = never drop."""
+    threads: int = 0
+    """CPU threads of the core's feature, embedding and matching work; 0 = torch's default (one per core).
+    Fewer leave cores to other services on the box."""
 
     def validate(self) -> None:
+        _check(0 <= self.threads <= 4096, "processing.threads", self.threads, "0 (one per core) to 4096")
         _check(1 <= self.max_batch_windows <= 65536, "processing.max_batch_windows", self.max_batch_windows, "1 to 65536")
         _check(1 <= self.max_messages_per_tick <= 1_000_000, "processing.max_messages_per_tick",
                self.max_messages_per_tick, "1 to 1000000")

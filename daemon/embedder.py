@@ -266,7 +266,8 @@ class Embedder:
 
     @torch.inference_mode()
     def embed_features(self, features: torch.Tensor) -> torch.Tensor:
-        """[B, n_mels, frames] → [B, D] unit vectors (`serve`: the net folded for inference)."""
+        """[B, n_mels, frames] → [B, D] unit vectors on the embedder's device (`serve`: the net folded for
+        inference); the pipeline keeps them there for matching."""
         return serve(self.net, features.to(self.device))
 
     @torch.inference_mode()
@@ -278,12 +279,13 @@ class Embedder:
 
     @torch.inference_mode()
     def embed(self, wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
-        """[B, T] (or [T]) waveform at any rate → [B, D] unit vectors."""
+        """[B, T] (or [T]) waveform at any rate → [B, D] unit vectors, on the input's device: the work runs on
+        the embedder's device, and a caller holding CPU tensors gets CPU tensors back whichever that is."""
         if wave.dim() == 1:
             wave = wave.unsqueeze(0)
         if wave.dim() != 2:
             raise ValueError(f"expected a [B, T] waveform, got shape {tuple(wave.shape)}")
-        return serve(self.net, self.features(wave, sample_rate))
+        return serve(self.net, self.features(wave, sample_rate)).to(wave.device)
 
 
 def _load_shift(settings: FeatureSettings, meta: dict[str, str], state: dict[str, torch.Tensor]) -> ScoreShift | None:

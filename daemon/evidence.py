@@ -19,10 +19,9 @@ from prometheus_client.registry import Collector
 from voicewatch.clipstore import ClipInfo, ClipStore, ClipWriter
 from voicewatch.config import ClipsConfig, WindowConfig
 from voicewatch.detector import central_hop_edge
-from voicewatch.ingest import Item
 from voicewatch.protocol import Event
 from voicewatch.recentaudio import ClipAudio, RecentAudio
-from voicewatch.windows import Window
+from voicewatch.windows import Item, Window
 
 _LOG = logging.getLogger(__name__)
 OpenStarts = Callable[[], Iterable[tuple[str, str, float]]]

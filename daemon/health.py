@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
-from voicewatch.ingest import Ingest
+from voicewatch.ingest import StreamState
 from voicewatch.protocol import Event
 
 
@@ -17,21 +18,23 @@ class HealthWatch:
     reported: dict[str, str] = dataclasses.field(default_factory=dict)
     """The condition last reported per stream (`idle` / `silent`)."""
 
-    def check(self, ingest: Ingest, now: float) -> list[Event]:
+    def check(self, streams: Sequence[StreamState], now: float) -> list[Event]:
+        """Notices for the streams whose condition changed since the last check; streams gone are forgotten."""
         events = []
-        for stream, buffer in ingest.buffers.items():
-            if now - ingest.last_seen[stream] >= self.idle_s:
+        for stream in streams:
+            if now - stream.last_seen >= self.idle_s:
                 condition = "idle"
-            elif now - ingest.last_sound[stream] >= self.silence_s:
+            elif now - stream.last_sound >= self.silence_s:
                 condition = "silent"
             else:
                 condition = "ok"
-            if condition != self.reported.get(stream, "ok"):
-                events.append(Event(type="status", stream=stream, start=round(buffer.time, 6), end=round(buffer.time, 6),
-                                    reason=condition if condition != "ok" else "recovered"))
-                self.reported[stream] = condition
-        for stream in [s for s in self.reported if s not in ingest.buffers]:
-            del self.reported[stream]
+            if condition != self.reported.get(stream.name, "ok"):
+                events.append(Event(type="status", stream=stream.name, start=round(stream.time, 6),
+                                    end=round(stream.time, 6), reason=condition if condition != "ok" else "recovered"))
+                self.reported[stream.name] = condition
+        live = {stream.name for stream in streams}
+        for name in [s for s in self.reported if s not in live]:
+            del self.reported[name]
         return events
 
     def unhealthy(self) -> dict[str, str]:

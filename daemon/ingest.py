@@ -14,43 +14,42 @@ from collections.abc import Sequence
 
 from voicewatch.config import IngestConfig, WindowConfig
 from voicewatch.protocol import BadFrame, Frame, decode_frame
-from voicewatch.windows import Window, WindowBuffer
+from voicewatch.windows import Item, SourceNotice, StreamBreak, WindowBuffer
 
 _LOG = logging.getLogger(__name__)
 SILENCE_PEAK = 10 ** (-60 / 20)
 
 
 @dataclasses.dataclass(frozen=True)
-class StreamBreak:
-    """A discontinuity in a stream: its open segments end here and its windows restart."""
+class StreamState:
+    """A read-only view of one live stream, for health checks, status and metrics: they read this, not
+    the ingest's tables."""
 
-    stream: str
-    reason: str
-    """`seq_gap`, `rate_change`, `eos` or `overload`."""
-    start: float
-    """Stream time where continuous audio stopped."""
-    end: float
-    """Stream time where it resumes (== start for `eos`)."""
-    wall_start: float | None = None
-
-    @property
-    def is_gap(self) -> bool:
-        return self.reason != "eos"
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceNotice:
-    """What a source said of its input (`status` in a frame header): published, nothing else changes."""
-
-    stream: str
-    status: str
-    """One of protocol.SOURCE_STATUSES."""
+    name: str
+    rate: int
     time: float
-    """Stream time of the notice."""
-    wall: float | None = None
+    """Stream time of the next sample."""
+    audio_s: float
+    """Seconds of audio received since the stream (or its last break) began."""
+    first_seen: float
+    """Monotonic time of its first frame."""
+    last_seen: float
+    """Monotonic time of its last frame."""
+    last_sound: float
+    """Monotonic time of its last frame that was not near-silent."""
+    origin_wall: float | None
+    """UTC epoch of its first sample, when the source sends wall-clock time."""
+
+    def real_time_factor(self, now: float) -> float | None:
+        """Audio received over time elapsed since the first frame (None in its first half second)."""
+        elapsed = now - self.first_seen
+        return self.audio_s / elapsed if elapsed > 0.5 else None
+
+    def lag_s(self, wall: float) -> float | None:
+        """How far the received audio trails the wall clock (None without wall-clock time)."""
+        return None if self.origin_wall is None else wall - self.origin_wall - self.audio_s
 
 
-Item = Window | StreamBreak | SourceNotice
 WALL_REANCHOR_S = 1.0
 """A frame whose `wall` is this far from the time the stream's clock predicts moves the clock's wall
 anchor (a DVB source that learned the broadcast time late); windows are not reset."""
@@ -92,6 +91,12 @@ class Ingest:
         self.dropped: collections.Counter[str] = collections.Counter()
         """Bad frames by reason."""
         self._log = RateLimitedLog()
+
+    def streams(self) -> list[StreamState]:
+        """Every live stream's state, as of now."""
+        return [StreamState(name, buffer.rate, buffer.time, buffer.received / buffer.rate, self.first_seen[name],
+                            self.last_seen[name], self.last_sound[name], buffer.origin_wall)
+                for name, buffer in self.buffers.items()]
 
     def accept(self, parts: Sequence[bytes | memoryview]) -> list[Item]:
         try:

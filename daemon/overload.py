@@ -10,8 +10,7 @@ import collections
 import logging
 from collections.abc import Sequence
 
-from voicewatch.ingest import Item, StreamBreak
-from voicewatch.windows import Window
+from voicewatch.windows import Item, StreamBreak, Window
 
 _LOG = logging.getLogger(__name__)
 

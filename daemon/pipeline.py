@@ -20,12 +20,18 @@ from voicewatch.config import DetectorConfig
 from voicewatch.detector import Detector, positive_windows
 from voicewatch.embedder import Embedder
 from voicewatch.history import EmbeddingHistory
-from voicewatch.ingest import Item, SourceNotice, StreamBreak
 from voicewatch.protocol import Event
+from voicewatch.scorer import DeviceScorer
 from voicewatch.sharedframes import SharedFrames
-from voicewatch.windows import Window
+from voicewatch.windows import Item, SourceNotice, StreamBreak, Window
 
 _LOG = logging.getLogger(__name__)
+
+
+def window_levels(windows: Sequence[Window]) -> np.ndarray:
+    """[B] RMS levels in dBFS (a dot product each: no squared copy of the window)."""
+    return np.array([10 * np.log10(np.dot(w.samples, w.samples) / len(w.samples) + 1e-12) for w in windows],
+                    dtype=np.float32)
 
 
 class Pipeline:
@@ -33,10 +39,10 @@ class Pipeline:
                  max_batch: int = 2048) -> None:
         self.timed: Callable[[str], contextlib.AbstractContextManager[None]] = lambda _stage: contextlib.nullcontext()
         """Wraps each stage (`resample`, `log_mel`, `embed`, `match`, `detect`); the service plugs in metrics."""
+        self.max_batch = max_batch
         self.embedder = embedder
         self.bank = bank
         self.detector = Detector(detector, hop_s)
-        self.max_batch = max_batch
         self.windows = 0
         self.on_scores: Callable[[list[str], np.ndarray], None] | None = None
         self.history: EmbeddingHistory | None = None
@@ -50,6 +56,7 @@ class Pipeline:
     def embedder(self, embedder: Embedder) -> None:
         """A new model (reload) brings its own front end: no frames are shared across models."""
         self._embedder = embedder
+        self.scorer = DeviceScorer(embedder, self.max_batch)
         self.frames = SharedFrames(embedder.features, timed=lambda stage: self.timed(stage))
 
     def embed(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -58,16 +65,10 @@ class Pipeline:
         where streams break."""
         windows = [item for item in items if isinstance(item, Window)]
         with self.timed("level"):
-            levels = np.array([10 * np.log10(np.dot(w.samples, w.samples) / len(w.samples) + 1e-12) for w in windows],
-                              dtype=np.float32)  # a dot product: no squared copy of the window
+            levels = window_levels(windows)
         features = self.frames.features(items)
-        out = torch.empty(len(windows), self.embedder.dim, device=self.embedder.device)
-        shifts = torch.empty(len(windows), device=self.embedder.device)
         with self.timed("embed"):
-            for start in range(0, len(windows), self.max_batch):
-                batch = features[start:start + self.max_batch]
-                out[start:start + self.max_batch] = self.embedder.embed_features(batch)
-                shifts[start:start + self.max_batch] = self.embedder.score_shift(batch)
+            out, shifts = self.scorer.embed(features)
         return out, shifts, levels
 
     def score(self, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +86,7 @@ class Pipeline:
                 audible = np.flatnonzero(levels >= (self.detector.config.min_level_dbfs or -np.inf))
                 self.history.record([windows[i] for i in audible], embeddings[torch.from_numpy(audible)])
             with self.timed("match"):
-                return (self.bank.score(embeddings) + shifts[:, None]).cpu().numpy(), levels
+                return self.scorer.match(embeddings, shifts, self.bank), levels
 
     def process(self, items: Sequence[Item]) -> list[Event]:
         return self.decide(items, *self.score(items))

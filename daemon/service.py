@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import torch
 import zmq
 
 from voicewatch.bank import SpeakerBank
@@ -91,6 +92,8 @@ class Core:
         self.shedder = LoadShedder(config.processing.max_lag_s)
         self.health = HealthWatch(config.health.idle_s, config.health.silence_s)
         self.context = zmq.Context.instance()
+        if config.processing.threads:
+            torch.set_num_threads(config.processing.threads)
         self._last_status = (time.monotonic(), 0)
         self.scorer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
         """Features, embedding and matching of one batch run here (torch releases the GIL) while the
@@ -264,17 +267,16 @@ class Core:
     def _heartbeat(self, io: _Io, uptime: float) -> None:
         io.publisher.announce(Event(type="status", stream=CORE_STREAM, start=uptime, end=uptime, reason="heartbeat"))
         self.notifier.status(self._status())
-        ingest, now, metrics = self.ingest, time.monotonic(), self.metrics
-        self._publish(io, self.health.check(ingest, now))
+        streams, now, metrics = self.ingest.streams(), time.monotonic(), self.metrics
+        self._publish(io, self.health.check(streams, now))
         for condition in ("idle", "silent"):
             metrics.unhealthy.labels(condition).set(sum(c == condition for c in self.health.reported.values()))
-        metrics.count_frames(ingest.frames, ingest.dropped)
-        metrics.streams.set(len(ingest.buffers))
-        for name, buffer in ingest.buffers.items():
-            elapsed = now - ingest.first_seen[name]
-            if elapsed > 0.5:
-                metrics.stream_rtf.labels(name).set(buffer.received / buffer.rate / elapsed)
-            metrics.stream_idle.labels(name).set(now - ingest.last_seen[name])
+        metrics.count_frames(self.ingest.frames, self.ingest.dropped)
+        metrics.streams.set(len(streams))
+        for stream in streams:
+            if (factor := stream.real_time_factor(now)) is not None:
+                metrics.stream_rtf.labels(stream.name).set(factor)
+            metrics.stream_idle.labels(stream.name).set(now - stream.last_seen)
 
     def _bank_metrics(self) -> None:
         bank = self.pipeline.bank
@@ -309,9 +311,10 @@ class Core:
         last_time, last_windows = self._last_status
         self._last_status = (now, windows)
         rate = (windows - last_windows) / (now - last_time) if now > last_time else 0.0
-        idle = max((now - seen for seen in self.ingest.last_seen.values()), default=0.0)
+        streams = self.ingest.streams()
+        idle = max((now - stream.last_seen for stream in streams), default=0.0)
         bad, shed = sum(self.ingest.dropped.values()), sum(self.shedder.dropped.values())
-        return (f"{len(self.ingest.buffers)} streams, {rate:.0f} windows/s, max frame age {idle:.1f} s, "
+        return (f"{len(streams)} streams, {rate:.0f} windows/s, max frame age {idle:.1f} s, "
                 f"{bad} bad frames, {shed} windows dropped")
 
 

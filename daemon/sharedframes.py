@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from voicewatch.features import FeatureExtractor
-from voicewatch.ingest import Item, StreamBreak
-from voicewatch.windows import Window
+from voicewatch.windows import Item, StreamBreak, Window
 
 CONTEXT_S = 0.004
 """Input before a window's new part that the resampling filter sees (its half-width is < 1 ms)."""

@@ -1,4 +1,5 @@
-"""Per-stream sample buffers → fixed-length windows with a hop, on a sample-count clock.
+"""Per-stream sample buffers → fixed-length windows with a hop, on a sample-count clock; the windows, breaks
+and notices that ingest hands the pipeline.
 
 Window k of a run starts `k × hop` samples after the run's first sample; its stream time is the
 run's first `pts` plus that count over the rate. Arrival time and later `pts` values never move a
@@ -23,6 +24,40 @@ class Window:
     """UTC epoch of the first sample, when the source sent wall-clock time."""
     samples: np.ndarray
     """Mono float32, exactly `length` samples at `rate`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamBreak:
+    """A discontinuity in a stream: its open segments end here and its windows restart."""
+
+    stream: str
+    reason: str
+    """`seq_gap`, `rate_change`, `eos` or `overload`."""
+    start: float
+    """Stream time where continuous audio stopped."""
+    end: float
+    """Stream time where it resumes (== start for `eos`)."""
+    wall_start: float | None = None
+
+    @property
+    def is_gap(self) -> bool:
+        return self.reason != "eos"
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceNotice:
+    """What a source said of its input (`status` in a frame header): published, nothing else changes."""
+
+    stream: str
+    status: str
+    """One of protocol.SOURCE_STATUSES."""
+    time: float
+    """Stream time of the notice."""
+    wall: float | None = None
+
+
+Item = Window | StreamBreak | SourceNotice
+"""What ingest hands the pipeline: windows, and the breaks and notices between them, in stream order."""
 
 
 class WindowBuffer:

@@ -130,3 +130,16 @@ def test_scan_refuses_a_bank_made_with_another_model(tmp_path: Path) -> None:
     bank.save(other)
     result = run_cli("scan", clips()[0], "--bank", str(other))
     assert result.returncode == 2 and "re-enroll" in result.stderr
+
+
+def test_scan_with_workers_prints_the_segments_one_process_prints(tmp_path: Path) -> None:
+    copy = tmp_path / "again.flac"
+    copy.write_bytes(Path(DEMO_RECORDING).read_bytes())
+    alone = run_cli("scan", str(DEMO_RECORDING), str(copy), "--json")
+    shared = run_cli("scan", str(DEMO_RECORDING), str(copy), "--json", "--workers", "2")
+    assert alone.returncode == 0 and shared.returncode == 0, shared.stderr
+    key = lambda line: {k: v for k, v in json.loads(line).items() if k not in ("peak", "mean")}  # noqa: E731
+    assert [key(line) for line in shared.stdout.splitlines()] == [key(line) for line in alone.stdout.splitlines()]
+    assert alone.stdout.count("again") > 0
+    refused = run_cli("scan", str(DEMO_RECORDING), "--workers", "0")
+    assert refused.returncode == 2 and "1 or more" in refused.stderr

@@ -29,6 +29,7 @@ def test_the_shipped_config_yaml_is_exactly_the_built_in_defaults() -> None:
     ("model: {device: tpu}", "model.device"),
     ("metrics: {port: 70000}", "metrics.port"),
     ("processing: {max_lag_s: -1}", "processing.max_lag_s"),
+    ("processing: {threads: -1}", "processing.threads"),
     ("events: {heartbeat_s: 0}", "events.heartbeat_s"),
     ("log_level: LOUD", "log_level"),
     ("windos: {hop_s: 1.0}", "windos"),

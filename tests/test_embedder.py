@@ -52,6 +52,22 @@ def test_embeddings_are_unit_vectors_at_any_rate(embedder: Embedder, rate: int) 
     assert torch.allclose(vectors.norm(dim=-1), torch.ones(3), atol=1e-5)
 
 
+def test_embed_gives_its_vectors_back_on_the_input_device_whatever_device_it_runs_on() -> None:
+    embedder = Embedder.load(device="auto")  # cuda where there is one
+    vectors = embedder.embed(torch.randn(2, 32000) * 0.1, 16000)
+    assert vectors.device == torch.device("cpu")
+    assert torch.allclose(vectors.norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_and_cpu_embed_the_same_windows_to_the_same_vectors() -> None:
+    waves = torch.randn(4, 96000) * 0.1
+    on_cpu = Embedder.load(device="cpu").embed(waves, 48000)
+    on_cuda = Embedder.load(device="cuda").embed(waves.cuda(), 48000)
+    assert on_cuda.device.type == "cuda"
+    assert torch.nn.functional.cosine_similarity(on_cpu, on_cuda.cpu()).min() > 0.9999
+
+
 def test_a_batch_gives_what_single_windows_give(embedder: Embedder) -> None:
     waves = torch.randn(5, 32000) * 0.1
     batched = embedder.embed(waves, 16000)

@@ -9,10 +9,10 @@ import torch
 
 from voicewatch.config import Config
 from voicewatch.embedder import Embedder
-from voicewatch.ingest import Ingest, StreamBreak
+from voicewatch.ingest import Ingest
 from voicewatch.sharedframes import SharedFrames
 from voicewatch.sourceframes import FrameEncoder
-from voicewatch.windows import Window
+from voicewatch.windows import StreamBreak, Window
 
 
 @pytest.fixture(scope="module")
