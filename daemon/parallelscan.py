@@ -2,8 +2,7 @@
 processes, scored in batches by the parent's one device scorer.
 
 Each worker takes every N-th file and runs the same Ingest and shared-frame features as `scan`, on one CPU
-thread; it pushes each batch to the parent over ZeroMQ (ipc://) as a JSON header with the items (windows
-without their samples, breaks, notices), then the raw float32 features and levels. The parent takes
+thread; it pushes each batch to the parent over ZeroMQ (ipc://) in the batch format of batchwire.py. The parent takes
 whatever batches are waiting, scores them together and runs the one detector over them in arrival order:
 a stream's items stay in order, so its segments are the ones a single-process scan finds.
 """
@@ -16,25 +15,25 @@ import os
 import tempfile
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import zmq
 
+from voicewatch import batchwire
 from voicewatch.audiofile import AudioFileError, TrackChoice
 from voicewatch.bank import SpeakerBank
+from voicewatch.batchwire import Batch
 from voicewatch.config import Config
 from voicewatch.embedder import Embedder
 from voicewatch.features import FeatureExtractor, FeatureSettings
 from voicewatch.ingest import Ingest
-from voicewatch.pipeline import Pipeline, window_levels
+from voicewatch.pipeline import Pipeline
 from voicewatch.protocol import Event
 from voicewatch.sharedframes import SharedFrames
 from voicewatch.sourceframes import file_frames
-from voicewatch.windows import Item, SourceNotice, StreamBreak, Window
+from voicewatch.windows import Item, Window
 
 POLL_MS = 1000
 """How often the parent checks that its workers are alive while it waits for a batch."""
-EMPTY = np.zeros(0, dtype=np.float32)
 
 
 def scan_parallel(paths: Sequence[str | os.PathLike[str]], streams: Sequence[str], embedder: Embedder,
@@ -78,10 +77,6 @@ def scan_parallel(paths: Sequence[str | os.PathLike[str]], streams: Sequence[str
     return events + pipeline.close_all()
 
 
-Batch = tuple[list[Item], np.ndarray, np.ndarray]
-"""A worker's items, the [W, n_mels, frames] features of its W windows, their [W] levels."""
-
-
 def _waiting(pull: zmq.Socket, processes: list, max_windows: int) -> list[Batch | None]:
     """The next batch, and those already waiting behind it up to `max_windows` windows; None for a finished
     worker. Raises AudioFileError for a recording a worker could not read, RuntimeError for a worker that died."""
@@ -96,18 +91,14 @@ def _waiting(pull: zmq.Socket, processes: list, max_windows: int) -> list[Batch 
             parts = pull.recv_multipart(flags=zmq.NOBLOCK if batches else 0, copy=False)
         except zmq.Again:
             break
-        header = json.loads(parts[0].bytes)
+        header, batch = batchwire.decode(parts)
         if "error" in header:
             raise AudioFileError(header["error"])
         if header.get("done"):
             batches.append(None)
             continue
-        items = [_item(row) for row in header["items"]]
-        features = np.frombuffer(parts[1].buffer, dtype=np.float32).reshape(header["shape"]) if len(parts) > 1 \
-            else EMPTY
-        levels = np.frombuffer(parts[2].buffer, dtype=np.float32) if len(parts) > 2 else EMPTY
-        batches.append((items, features, levels))
-        windows += len(levels)
+        batches.append(batch)
+        windows += len(batch.levels)
     return batches
 
 
@@ -115,14 +106,10 @@ def _decide(pipeline: Pipeline, batches: list[Batch]) -> list[Event]:
     """One scorer call for the windows of all `batches`, then the detector over their items in order."""
     if not batches:
         return []
-    items = [item for batch in batches for item in batch[0]]
-    levels = np.concatenate([batch[2] for batch in batches])
-    with_windows = [batch[1] for batch in batches if len(batch[2])]
-    if with_windows:
-        scores = pipeline.scorer.score(torch.from_numpy(np.concatenate(with_windows)), pipeline.bank)
-    else:
-        scores = np.zeros((0, len(pipeline.bank)), dtype=np.float32)
-    return pipeline.decide(items, scores, levels)
+    batch = batchwire.join(batches)
+    windows = [item for item in batch.items if isinstance(item, Window)]
+    scores, levels = pipeline.score_features(windows, torch.from_numpy(batch.features), batch.levels)
+    return pipeline.decide(batch.items, scores, levels)
 
 
 def _work(endpoint: str, jobs: list[tuple[str, str]], config: Config, settings: FeatureSettings, chunk_s: float,
@@ -153,33 +140,4 @@ def _work(endpoint: str, jobs: list[tuple[str, str]], config: Config, settings: 
 
 
 def _push(push: zmq.Socket, frames: SharedFrames, items: list[Item]) -> None:
-    windows = [item for item in items if isinstance(item, Window)]
-    header = {"items": [_row(item) for item in items]}
-    if not windows:
-        for item in items:
-            if isinstance(item, StreamBreak):
-                frames.forget(item.stream)
-        push.send_multipart([json.dumps(header).encode()])
-        return
-    with torch.inference_mode():
-        features = frames.features(items).contiguous()
-    header["shape"] = list(features.shape)
-    push.send_multipart([json.dumps(header).encode(), features.numpy(), window_levels(windows)])
-
-
-def _row(item: Item) -> list:
-    """An item as JSON, windows without their samples (the parent needs only their times)."""
-    if isinstance(item, Window):
-        return ["window", item.stream, item.rate, item.start, item.end, item.wall_start]
-    if isinstance(item, StreamBreak):
-        return ["break", item.stream, item.reason, item.start, item.end, item.wall_start]
-    return ["notice", item.stream, item.status, item.time, item.wall]
-
-
-def _item(row: list) -> Item:
-    kind, stream, *rest = row
-    if kind == "window":
-        return Window(stream, *rest, samples=EMPTY)
-    if kind == "break":
-        return StreamBreak(stream, *rest)
-    return SourceNotice(stream, *rest)
+    push.send_multipart(batchwire.encode(items, *batchwire.make(frames, items)))

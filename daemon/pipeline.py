@@ -59,29 +59,31 @@ class Pipeline:
         self.scorer = DeviceScorer(embedder, self.max_batch)
         self.frames = SharedFrames(embedder.features, timed=lambda stage: self.timed(stage))
 
-    def embed(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """[B, D] embeddings of the windows among `items`, the [B] amounts their condition adds to their scores
-        (the model's score shift) and their [B] levels in dBFS (RMS); the other items tell the shared frames
-        where streams break."""
-        windows = [item for item in items if isinstance(item, Window)]
-        with self.timed("level"):
-            levels = window_levels(windows)
-        features = self.frames.features(items)
-        with self.timed("embed"):
-            out, shifts = self.scorer.embed(features)
-        return out, shifts, levels
-
     def score(self, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
         """[B, S] bank scores (speakers in `bank.names` order, each window's score shift added) of the windows
-        among `items`, and their [B] levels in dBFS."""
+        among `items`, and their [B] levels in dBFS (RMS); the other items tell the shared frames where
+        streams break."""
         windows = [item for item in items if isinstance(item, Window)]
         if not windows:
             for item in items:
                 if isinstance(item, StreamBreak):
                     self.frames.forget(item.stream)
             return np.zeros((0, len(self.bank)), dtype=np.float32), np.zeros(0, dtype=np.float32)
+        with self.timed("level"):
+            levels = window_levels(windows)
         with torch.inference_mode():
-            embeddings, shifts, levels = self.embed(items)
+            features = self.frames.features(items)
+        return self.score_features(windows, features, levels)
+
+    def score_features(self, windows: Sequence[Window], features: torch.Tensor,
+                       levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`score` of windows whose [B, n_mels, frames] features and [B] levels were made already (by a
+        stream shard or scan worker: the windows need only their times here)."""
+        if not windows:
+            return np.zeros((0, len(self.bank)), dtype=np.float32), levels
+        with torch.inference_mode():
+            with self.timed("embed"):
+                embeddings, shifts = self.scorer.embed(features)
             if self.history is not None:
                 audible = np.flatnonzero(levels >= (self.detector.config.min_level_dbfs or -np.inf))
                 self.history.record([windows[i] for i in audible], embeddings[torch.from_numpy(audible)])
