@@ -201,8 +201,13 @@ class ProcessingConfig:
     threads: int = 0
     """CPU threads of the core's feature, embedding and matching work; 0 = torch's default (one per core).
     Fewer leave cores to other services on the box."""
+    workers: int = 0
+    """Stream-shard worker processes. 0 or 1: frames, windows and features on the core's own loop. N > 1: N
+    processes, each owning the streams whose id hashes to it (their frames, windows, resampling and log-MEL),
+    feeding the core's one scorer."""
 
     def validate(self) -> None:
+        _check(0 <= self.workers <= 256, "processing.workers", self.workers, "0 or 1 (one process) to 256")
         _check(0 <= self.threads <= 4096, "processing.threads", self.threads, "0 (one per core) to 4096")
         _check(1 <= self.max_batch_windows <= 65536, "processing.max_batch_windows", self.max_batch_windows, "1 to 65536")
         _check(1 <= self.max_messages_per_tick <= 1_000_000, "processing.max_messages_per_tick",
@@ -285,6 +290,8 @@ class Config:
             value = getattr(self, field.name)
             if hasattr(value, "validate"):
                 value.validate()
+        _check(self.processing.workers <= 1 or self.clips.path is None, "processing.workers", self.processing.workers,
+               "0 or 1 while clips.path is set (clips are cut from samples that stay in the shard processes)")
         _check(self.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level", self.log_level,
                "DEBUG, INFO, WARNING, ERROR")
         return self

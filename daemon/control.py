@@ -99,30 +99,29 @@ class Controller:
     # -- commands -------------------------------------------------------------------------------
     def status(self, _request: dict[str, Any]) -> dict[str, Any]:
         core, now, wall = self.core, time.monotonic(), time.time()
-        ingest = core.ingest
         streams = {}
-        for name, buffer in ingest.buffers.items():
-            elapsed = now - ingest.first_seen[name]
-            audio = buffer.received / buffer.rate
-            streams[name] = {
-                "rate": buffer.rate,
-                "stream_time": round(buffer.time, 3),
-                "last_frame_age_s": round(now - ingest.last_seen[name], 3),
-                "real_time_factor": round(audio / elapsed, 3) if elapsed > 0.5 else None,
-                "lag_s": None if buffer.origin_wall is None else round(wall - buffer.origin_wall - audio, 3),
-                "open_segments": core.pipeline.detector.open_segments(name),
+        for state in core.intake.streams():
+            factor, lag = state.real_time_factor(now), state.lag_s(wall)
+            streams[state.name] = {
+                "rate": state.rate,
+                "stream_time": round(state.time, 3),
+                "last_frame_age_s": round(now - state.last_seen, 3),
+                "real_time_factor": None if factor is None else round(factor, 3),
+                "lag_s": None if lag is None else round(lag, 3),
+                "open_segments": core.pipeline.detector.open_segments(state.name),
             }
         return {
             "streams": streams,
-            "frames": ingest.frames,
+            "frames": core.intake.frames,
             "windows": core.pipeline.windows,
-            "bad_frames": dict(ingest.dropped),
-            "windows_dropped": dict(core.shedder.dropped),
+            "bad_frames": dict(core.intake.dropped),
+            "windows_dropped": dict(core.windows_dropped()),
             "speakers": len(core.pipeline.bank),
             "model": core.pipeline.embedder.model_id,
             "device": str(core.pipeline.embedder.device),
             "batches": core.metrics.batches,
-            "stage_seconds": {stage: round(spent, 6) for stage, spent in core.metrics.stage_seconds.items()},
+            "stage_seconds": {stage: round(spent, 6) for stage, spent in core.stage_seconds().items()},
+            "workers": core.shards.describe() if core.shards is not None else None,
             "clips": core.evidence.counts() if core.evidence is not None else None,
         }
 

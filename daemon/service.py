@@ -7,14 +7,17 @@ latency; a thousand streams → large batches and high throughput.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 import zmq
 
@@ -34,6 +37,7 @@ from voicewatch.overload import LoadShedder
 from voicewatch.pipeline import Pipeline
 from voicewatch.protocol import Event
 from voicewatch.security import CurveServer, is_local
+from voicewatch.shards import Shards
 from voicewatch.shipped import DEMO_BANK
 from voicewatch.systemd import Notifier
 from voicewatch.windows import Window
@@ -63,6 +67,7 @@ class _Io:
     """What `run` opens and must close: sockets, the event log, the publisher."""
 
     pull: zmq.Socket
+    """The public ingest socket: polled by the loop, or routed to the stream shards by their front."""
     pub: zmq.Socket
     control: zmq.Socket | None
     poller: zmq.Poller
@@ -92,8 +97,12 @@ class Core:
         self.shedder = LoadShedder(config.processing.max_lag_s)
         self.health = HealthWatch(config.health.idle_s, config.health.silence_s)
         self.context = zmq.Context.instance()
+        self.shards = (Shards(config, embedder.settings, self.context) if config.processing.workers > 1 else None)
+        """Stream-shard workers (processing.workers > 1): they take in frames and make features; the core scores."""
         if config.processing.threads:
             torch.set_num_threads(config.processing.threads)
+        elif self.shards is not None and embedder.device.type == "cpu":  # leave the workers their cores
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) - self.shards.count))
         self._last_status = (time.monotonic(), 0)
         self.scorer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
         """Features, embedding and matching of one batch run here (torch releases the GIL) while the
@@ -134,6 +143,8 @@ class Core:
             finally:
                 self._finish(io)
                 self.scorer.shutdown()
+                if self.shards is not None:
+                    self.shards.close()
                 self.notifier.stopping()
                 if self.epg is not None:
                     self.epg.stop()
@@ -141,8 +152,8 @@ class Core:
                 if self.evidence is not None:
                     self.evidence.close()
                 _LOG.info("core stopping: ended %d open segments; %d frames, %d windows, %d events, bad frames %s",
-                          len(closed), self.ingest.frames, self.pipeline.windows, io.publisher.published,
-                          dict(self.ingest.dropped) or "none")
+                          len(closed), self.intake.frames, self.pipeline.windows, io.publisher.published,
+                          dict(self.intake.dropped) or "none")
 
     @contextlib.contextmanager
     def _open(self) -> Iterator[_Io]:
@@ -171,12 +182,17 @@ class Core:
                 elif not is_local(endpoint):
                     _LOG.warning("%s is reachable from other machines without CURVE: set security.curve", endpoint)
                 socket.bind(endpoint)
-                if socket is not pub:
+                if socket is not pub and not (socket is pull and self.shards is not None):
                     poller.register(socket, zmq.POLLIN)
+            if self.shards is not None:
+                self.shards.start_front(pull)
+                poller.register(self.shards.batches, zmq.POLLIN)
             events = self.config.events
             log = EventLog(events.log_path, events.retention_days) if events.log_path else None
             yield _Io(pull, pub, control, poller, log, EventPublisher(pub, log))
         finally:
+            if self.shards is not None:
+                self.shards.close()  # the front first: it owns `pull` while it runs
             pull.close(linger=0)
             pub.close(linger=2000)  # let subscribers get the final `end` events
             if control is not None:
@@ -188,12 +204,20 @@ class Core:
 
     def _step(self, io: _Io) -> None:
         ready = dict(io.poller.poll(0 if self._scoring is not None else 100))
-        if io.pull in ready:
-            self._tick(io)
+        source = io.pull if self.shards is None else self.shards.batches
+        if source in ready:
+            if self.shards is None:
+                self._tick(io)
+            else:
+                self._tick_shards(io)
         else:
             self._finish(io)  # nothing new to overlap with: publish the batch in flight now
-        if ready.keys() - {io.pull}:
+        if ready.keys() - {source}:
             self._finish(io)
+        if self.shards is not None and (lost := self.shards.restart_dead()):
+            self._finish(io)
+            self._publish(io, self.pipeline.decide(lost, np.zeros((0, len(self.pipeline.bank)), dtype=np.float32),
+                                                   np.zeros(0, dtype=np.float32)))
         if io.control is not None and io.control in ready:
             io.control.send(self.controller.handle(io.control.recv_multipart()))
             self._publish(io, self.controller.pending_events)
@@ -229,6 +253,22 @@ class Core:
         self._finish(io)
         if items:
             self._scoring = (items, self.scorer.submit(self.pipeline.score, items), started)
+        self.metrics.tick.observe(time.perf_counter() - started)
+
+    def _tick_shards(self, io: _Io) -> None:
+        """`_tick` with the stream shards: their batches' features go to the scoring thread as they came."""
+        started = time.perf_counter()
+        assert self.shards is not None
+        dropped_before = sum(self.shards.shed.values())
+        with self.metrics.timed("gather"):
+            batch = self.shards.take(self.config.processing.max_batch_windows)
+        self.metrics.windows_dropped.inc(sum(self.shards.shed.values()) - dropped_before)
+        self._finish(io)
+        if batch.items:
+            windows = [item for item in batch.items if isinstance(item, Window)]
+            scoring = self.scorer.submit(self.pipeline.score_features, windows, torch.from_numpy(batch.features),
+                                         batch.levels)
+            self._scoring = (batch.items, scoring, started)
         self.metrics.tick.observe(time.perf_counter() - started)
 
     def _finish(self, io: _Io) -> None:
@@ -267,16 +307,31 @@ class Core:
     def _heartbeat(self, io: _Io, uptime: float) -> None:
         io.publisher.announce(Event(type="status", stream=CORE_STREAM, start=uptime, end=uptime, reason="heartbeat"))
         self.notifier.status(self._status())
-        streams, now, metrics = self.ingest.streams(), time.monotonic(), self.metrics
+        streams, now, metrics = self.intake.streams(), time.monotonic(), self.metrics
         self._publish(io, self.health.check(streams, now))
         for condition in ("idle", "silent"):
             metrics.unhealthy.labels(condition).set(sum(c == condition for c in self.health.reported.values()))
-        metrics.count_frames(self.ingest.frames, self.ingest.dropped)
+        metrics.count_frames(self.intake.frames, self.intake.dropped)
         metrics.streams.set(len(streams))
         for stream in streams:
             if (factor := stream.real_time_factor(now)) is not None:
                 metrics.stream_rtf.labels(stream.name).set(factor)
             metrics.stream_idle.labels(stream.name).set(now - stream.last_seen)
+
+    @property
+    def intake(self) -> Ingest | Shards:
+        """Where the streams' state lives: the core's own ingest, or its stream shards (the same read-only view)."""
+        return self.ingest if self.shards is None else self.shards
+
+    def windows_dropped(self) -> collections.Counter[str]:
+        """Windows dropped as too late, per stream."""
+        return self.shedder.dropped if self.shards is None else self.shards.shed
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds per stage so far: the core's own, plus its shards' (summed over workers)."""
+        if self.shards is None:
+            return dict(self.metrics.stage_seconds)
+        return dict(self.metrics.stage_seconds + self.shards.stage_seconds())
 
     def _bank_metrics(self) -> None:
         bank = self.pipeline.bank
@@ -299,6 +354,9 @@ class Core:
                 _LOG.warning("reload: changes under %r take effect only after a restart", section)
         self.config = dataclasses.replace(config, **{name: getattr(self.config, name) for name in RESTART_ONLY})
         self.pipeline.detector.config = config.detector
+        if self.shards is not None and embedder.settings != self.pipeline.embedder.settings:
+            _LOG.warning("reload: the new model's front end differs; restarting the stream shards (their streams get gaps)")
+            self.shards.restart_all(embedder.settings)
         self.pipeline.embedder = embedder
         ended = self.pipeline.swap_bank(bank)
         _LOG.info("reloaded: model %s, %d speakers", embedder.model_id, len(bank))
@@ -311,9 +369,9 @@ class Core:
         last_time, last_windows = self._last_status
         self._last_status = (now, windows)
         rate = (windows - last_windows) / (now - last_time) if now > last_time else 0.0
-        streams = self.ingest.streams()
+        streams = self.intake.streams()
         idle = max((now - stream.last_seen for stream in streams), default=0.0)
-        bad, shed = sum(self.ingest.dropped.values()), sum(self.shedder.dropped.values())
+        bad, shed = sum(self.intake.dropped.values()), sum(self.windows_dropped().values())
         return (f"{len(streams)} streams, {rate:.0f} windows/s, max frame age {idle:.1f} s, "
                 f"{bad} bad frames, {shed} windows dropped")
 
