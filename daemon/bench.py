@@ -9,7 +9,9 @@ measured at 50 % and 90 % of the most held.
 Offline: `scan` on a 48 kHz recording, batched and one window at a time (the baseline), on one
 thread; with `--scan-workers N`, `scan --workers N` on the machine's own device too. Everything is
 measured in the same run; ratios compare to that run's baseline. The core's device, the machine's
-cores and GPU are part of the result.
+cores and GPU are part of the result. With `--workers N` the core runs N stream shards
+(`processing.workers`): its CPU and RSS then include theirs, and each step lists each worker's windows,
+stage milliseconds per window and CPU.
 """
 
 from __future__ import annotations
@@ -168,25 +170,43 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _per_worker(before: list[dict] | None, after: list[dict] | None, cpu0: list[float],
+                elapsed: float) -> list[dict] | None:
+    """Each stream shard's windows, stage ms per window and CPU over a step (None for a single-process core)."""
+    if not before or not after:
+        return None
+    rows = []
+    for old, new, cpu in zip(before, after, cpu0, strict=True):
+        windows = max(new["windows"] - old["windows"], 1)
+        stages = {stage: round(1000 * (spent - old["stage_seconds"].get(stage, 0.0)) / windows, 4)
+                  for stage, spent in new["stage_seconds"].items()}
+        rows.append({"worker": new["worker"], "windows": new["windows"] - old["windows"], "stage_ms_per_window": stages,
+                     "cpu_percent": round(100 * (_cpu_seconds(new["pid"]) - cpu) / elapsed, 1)})
+    return rows
+
+
 class LiveCore:
-    def __init__(self, workdir: Path, bank: Path) -> None:
+    def __init__(self, workdir: Path, bank: Path, workers: int = 0) -> None:
         self.ingest, self.events, self.control = (f"ipc://{workdir}/{n}" for n in ("ingest", "events", "control"))
         config = workdir / "bench.yaml"
         config.write_text(json.dumps({
             "ingest": {"endpoint": self.ingest, "max_streams": 5000, "receive_hwm": 20000},
             "events": {"endpoint": self.events, "heartbeat_s": 0.5}, "control": {"endpoint": self.control},
-            "metrics": {"port": None}, "bank": {"path": str(bank)}, "processing": {"max_lag_s": 3.0}}))
+            "metrics": {"port": None}, "bank": {"path": str(bank)},
+            "processing": {"max_lag_s": 3.0, "workers": workers}}))
         self.process = subprocess.Popen([sys.executable, "-m", "voicewatch", "run", "-c", str(config)],
                                         stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while True:
             try:
-                request(self.control, {"cmd": "status"}, timeout_s=2)
-                break
+                workers = request(self.control, {"cmd": "status"}, timeout_s=2)["workers"]
+                if all(worker["pid"] for worker in workers or ()):  # its stream shards are up too
+                    break
+                time.sleep(0.2)
             except Exception:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     raise RuntimeError("the core did not start") from None
-        self.idle_rss_mb = _rss_mb(self.process.pid)
+        self.idle_rss_mb = sum(map(_rss_mb, [self.process.pid] + [worker["pid"] for worker in workers or ()]))
         self.device = request(self.control, {"cmd": "status"})["device"]
         """The device the core scores on (its own `model.device: auto` choice)."""
 
@@ -197,7 +217,9 @@ class LiveCore:
         sub.setsockopt(zmq.SUBSCRIBE, b"det.")
         time.sleep(0.3)  # let the subscription reach the publisher before any frame is sent
         before = request(self.control, {"cmd": "status"})
-        cpu0, rss0, t0 = _cpu_seconds(self.process.pid), _rss_mb(self.process.pid), time.monotonic()
+        pids = [self.process.pid] + [worker["pid"] for worker in before["workers"] or ()]  # shards count as the core
+        cpu0, rss0, t0 = sum(map(_cpu_seconds, pids)), sum(map(_rss_mb, pids)), time.monotonic()
+        worker_cpu0 = [_cpu_seconds(pid) for pid in pids[1:]]
         wall = time.time() + 0.5 + 0.1 * senders
         processes = []
         for index in range(max(1, min(senders, streams))):
@@ -216,7 +238,7 @@ class LiveCore:
                 event = Event.from_message(sub.recv_multipart())
                 if event.wall_end is not None:
                     latencies.append(time.time() - (event.wall_end + edge))
-            rss = max(rss, _rss_mb(self.process.pid))
+            rss = max(rss, sum(map(_rss_mb, pids)))
         drain = time.monotonic() + 5
         while time.monotonic() < drain:
             if sub.poll(200):
@@ -234,7 +256,8 @@ class LiveCore:
         return {"streams": streams, "frame_ms": frame_ms, "windows": windows, "windows_per_s": round(windows / seconds, 1),
                 "batch_windows_mean": round(windows / max(after["batches"] - before["batches"], 1), 1),
                 "stage_ms_per_window": stage_ms,
-                "dropped": dropped, "cpu_percent": round(100 * (_cpu_seconds(self.process.pid) - cpu0) / elapsed, 1),
+                "workers": _per_worker(before["workers"], after["workers"], worker_cpu0, elapsed),
+                "dropped": dropped, "cpu_percent": round(100 * (sum(map(_cpu_seconds, pids)) - cpu0) / elapsed, 1),
                 "rss_mb": round(rss, 1), "rss_growth_mb": round(rss - rss0, 1),
                 "latency_p50_s": round(float(np.nanpercentile(lat, 50)), 3),
                 "latency_p99_s": round(float(np.nanpercentile(lat, 99)), 3),
@@ -267,7 +290,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                     "unbatched_ratio": round(scan_rates["batched"] / scan_rates["unbatched"], 2),
                     "scan_workers": scan_workers, "peer_ratio": peer_ratio(embedder, args),
                     "device": str(embedder.device), "machine": machine()}
-        core = LiveCore(workdir, bank_path)
+        core = LiveCore(workdir, bank_path, args.workers)
         idle_rss = core.idle_rss_mb
         steps, held = [], 0
         try:
@@ -319,6 +342,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         "device": core.device,
         "machine": machine(),
         "senders": args.senders,
+        "workers": args.workers,
         "frame_ms": args.frame_ms,
         "steps": steps,
     }
@@ -339,6 +363,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sender processes the live sources are spread over (default: a quarter of the cores)")
     parser.add_argument("--scan-workers", type=int, default=0, metavar="N",
                         help="also measure `scan --workers N` on the machine's own device (default: not measured)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="run the core with N stream shards (processing.workers; default 0: one process)")
     parser.add_argument("--start-streams", type=int, default=16)
     parser.add_argument("--max-streams", type=int, default=4096)
     parser.add_argument("--speakers", type=int, default=100)
