@@ -18,7 +18,8 @@ _LOG = logging.getLogger("voicewatch")
 
 def _run(args: argparse.Namespace) -> int:
     from voicewatch.config import load_config
-    from voicewatch.service import Core, load_model_and_bank
+    from voicewatch.reload import load_model_and_bank
+    from voicewatch.service import Core
 
     def load() -> tuple:
         config = load_config(args.config)
@@ -39,8 +40,8 @@ def _scan(args: argparse.Namespace) -> int:
     from voicewatch.audiofile import TrackChoice
     from voicewatch.config import load_config
     from voicewatch.plugins.replay import stream_names
+    from voicewatch.reload import load_model_and_bank
     from voicewatch.scan import scan, segments
-    from voicewatch.service import load_model_and_bank
     from voicewatch.tail import format_event
 
     config = load_config(args.config)

@@ -1,8 +1,9 @@
 """The long-running core: one loop that drains ingest, runs a batched tick, publishes events.
 
-All sockets are owned by the thread that calls `Core.run`. Each tick reads every frame already
-waiting (up to a bound), so the batch grows with the load: one stream → small batches and low
-latency; a thousand streams → large batches and high throughput.
+All sockets but the stream shards' front are owned by the thread that calls `Core.run`. Each tick
+reads every frame (or, with stream shards, every batch of features) already waiting, up to a bound, so
+the batch grows with the load: one stream → small batches and low latency; a thousand streams → large
+batches and high throughput. What the core reports of itself is in corereport.py, reload in reload.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -24,44 +25,25 @@ import zmq
 from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config
 from voicewatch.control import TRANSPORT_FACTOR, Controller
+from voicewatch.corereport import CoreReport
 from voicewatch.embedder import Embedder
 from voicewatch.epg import Epg
 from voicewatch.eventlog import EventLog
 from voicewatch.events import EventPublisher
 from voicewatch.evidence import EvidenceRecorder
-from voicewatch.health import HealthWatch
 from voicewatch.history import EmbeddingHistory
 from voicewatch.ingest import Ingest
 from voicewatch.metrics import Metrics
 from voicewatch.overload import LoadShedder
 from voicewatch.pipeline import Pipeline
 from voicewatch.protocol import Event
+from voicewatch.reload import Loader, reload
 from voicewatch.security import CurveServer, is_local
 from voicewatch.shards import Shards
-from voicewatch.shipped import DEMO_BANK
 from voicewatch.systemd import Notifier
 from voicewatch.windows import Window
 
 _LOG = logging.getLogger(__name__)
-CORE_STREAM = "_core"
-"""Stream name of the core's own `status` heartbeats."""
-RESTART_ONLY = ("ingest", "events", "control", "metrics", "health", "security", "epg", "windows", "processing",
-                "clips")
-"""Config sections a reload cannot change (sockets and buffers are built from them)."""
-
-Loader = Callable[[], tuple[Config, Embedder, SpeakerBank]]
-"""Builds the next (config, model, bank) on reload; raises when any of them is invalid."""
-
-
-def load_model_and_bank(config: Config) -> tuple[Embedder, SpeakerBank]:
-    """Load (and cross-check) the embedder and bank a config names; raises on any problem."""
-    embedder = Embedder.load(config.model.path, device=config.model.device)
-    bank = SpeakerBank.load(config.bank.path or DEMO_BANK, embedder_id=embedder.model_id)
-    if config.bank.threshold is not None:
-        bank.default_threshold = config.bank.threshold
-    return embedder, bank
-
-
 @dataclasses.dataclass
 class _Io:
     """What `run` opens and must close: sockets, the event log, the publisher."""
@@ -95,7 +77,6 @@ class Core:
         self.controller = Controller(self, config.control.max_request_bytes)
         self.epg = Epg(config.epg.xmltv, config.epg.channels, config.epg.refresh_s) if config.epg.xmltv else None
         self.shedder = LoadShedder(config.processing.max_lag_s)
-        self.health = HealthWatch(config.health.idle_s, config.health.silence_s)
         self.context = zmq.Context.instance()
         self.shards = (Shards(config, embedder.settings, self.context) if config.processing.workers > 1 else None)
         """Stream-shard workers (processing.workers > 1): they take in frames and make features; the core scores."""
@@ -103,7 +84,8 @@ class Core:
             torch.set_num_threads(config.processing.threads)
         elif self.shards is not None and embedder.device.type == "cpu":  # leave the workers their cores
             torch.set_num_threads(max(1, (os.cpu_count() or 1) - self.shards.count))
-        self._last_status = (time.monotonic(), 0)
+        self.report = CoreReport(self)
+        """Heartbeats, health notices, systemd STATUS and gauges, read from the typed stream view."""
         self.scorer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
         """Features, embedding and matching of one batch run here (torch releases the GIL) while the
         main thread takes in the next batch's frames; the detector and publishing stay on the main thread."""
@@ -121,11 +103,11 @@ class Core:
                 self.epg.start()
             if self.config.metrics.port is not None:
                 self.metrics.serve(self.config.metrics.address, self.config.metrics.port)
-            self._bank_metrics()
+            self.report.bank_metrics()
             _LOG.info("core ready: ingest %s, events %s, %d speakers, model %s on %s",
                       self.config.ingest.endpoint, self.config.events.endpoint, len(self.pipeline.bank),
                       self.pipeline.embedder.model_id, self.pipeline.embedder.device)
-            self.notifier.ready(self._status())
+            self.notifier.ready(self.report.status_line())
             started = time.monotonic()
             heartbeat = Every(self.config.events.heartbeat_s)
             watchdog = Every(self.notifier.watchdog_interval)
@@ -143,8 +125,6 @@ class Core:
             finally:
                 self._finish(io)
                 self.scorer.shutdown()
-                if self.shards is not None:
-                    self.shards.close()
                 self.notifier.stopping()
                 if self.epg is not None:
                     self.epg.stop()
@@ -222,12 +202,13 @@ class Core:
             io.control.send(self.controller.handle(io.control.recv_multipart()))
             self._publish(io, self.controller.pending_events)
             self.controller.pending_events = []
-            self._bank_metrics()
+            self.report.bank_metrics()
         if self.reload_requested.is_set():
             self._finish(io)
             self.reload_requested.clear()
-            self._publish(io, self._reload())
-            self._bank_metrics()
+            if self.loader is not None:
+                self._publish(io, reload(self, self.loader))
+            self.report.bank_metrics()
 
     def _tick(self, io: _Io) -> None:
         """Drain waiting frames until the batch is full, then hand it to the scoring thread and decide
@@ -305,18 +286,9 @@ class Core:
         return dataclasses.replace(event, programme=programme.to_dict()) if programme else event
 
     def _heartbeat(self, io: _Io, uptime: float) -> None:
-        io.publisher.announce(Event(type="status", stream=CORE_STREAM, start=uptime, end=uptime, reason="heartbeat"))
-        self.notifier.status(self._status())
-        streams, now, metrics = self.intake.streams(), time.monotonic(), self.metrics
-        self._publish(io, self.health.check(streams, now))
-        for condition in ("idle", "silent"):
-            metrics.unhealthy.labels(condition).set(sum(c == condition for c in self.health.reported.values()))
-        metrics.count_frames(self.intake.frames, self.intake.dropped)
-        metrics.streams.set(len(streams))
-        for stream in streams:
-            if (factor := stream.real_time_factor(now)) is not None:
-                metrics.stream_rtf.labels(stream.name).set(factor)
-            metrics.stream_idle.labels(stream.name).set(now - stream.last_seen)
+        io.publisher.announce(self.report.heartbeat(uptime))
+        self.notifier.status(self.report.status_line())
+        self._publish(io, self.report.check())
 
     @property
     def intake(self) -> Ingest | Shards:
@@ -332,49 +304,6 @@ class Core:
         if self.shards is None:
             return dict(self.metrics.stage_seconds)
         return dict(self.metrics.stage_seconds + self.shards.stage_seconds())
-
-    def _bank_metrics(self) -> None:
-        bank = self.pipeline.bank
-        self.metrics.bank_speakers.set(len(bank))
-        self.metrics.bank_exemplars.set(sum(len(bank.exemplars(n)) for n in bank.names))
-
-    def _reload(self) -> list[Event]:
-        """Swap in a new model and bank (and detector settings) atomically, or keep the old ones."""
-        if self.loader is None:
-            return []
-        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
-        try:
-            config, embedder, bank = self.loader()
-        except Exception as exc:  # any failure to build the new state keeps the old one serving
-            _LOG.error("reload refused, keeping the running config, model and bank: %s", exc)
-            self.notifier.ready(self._status())
-            return []
-        for section in RESTART_ONLY:
-            if getattr(config, section) != getattr(self.config, section):
-                _LOG.warning("reload: changes under %r take effect only after a restart", section)
-        self.config = dataclasses.replace(config, **{name: getattr(self.config, name) for name in RESTART_ONLY})
-        self.pipeline.detector.config = config.detector
-        if self.shards is not None and embedder.settings != self.pipeline.embedder.settings:
-            _LOG.warning("reload: the new model's front end differs; restarting the stream shards (their streams get gaps)")
-            self.shards.restart_all(embedder.settings)
-        self.pipeline.embedder = embedder
-        ended = self.pipeline.swap_bank(bank)
-        _LOG.info("reloaded: model %s, %d speakers", embedder.model_id, len(bank))
-        self.notifier.ready(self._status())
-        return ended
-
-    def _status(self) -> str:
-        """systemd's one-line STATUS: streams, throughput since the last call, worst idle stream, drops."""
-        now, windows = time.monotonic(), self.pipeline.windows
-        last_time, last_windows = self._last_status
-        self._last_status = (now, windows)
-        rate = (windows - last_windows) / (now - last_time) if now > last_time else 0.0
-        streams = self.intake.streams()
-        idle = max((now - stream.last_seen for stream in streams), default=0.0)
-        bad, shed = sum(self.intake.dropped.values()), sum(self.windows_dropped().values())
-        return (f"{len(streams)} streams, {rate:.0f} windows/s, max frame age {idle:.1f} s, "
-                f"{bad} bad frames, {shed} windows dropped")
-
 
 class Every:
     """True from `due()` once per `interval` seconds (never when the interval is None)."""

@@ -16,6 +16,7 @@ import zmq
 
 from daemon_harness import Daemon, demo_truth, write_recording
 from voicewatch.bank import SpeakerBank
+from voicewatch.config import ClipsConfig, Config, ConfigError, ProcessingConfig
 from voicewatch.control import request
 from voicewatch.plugins.replay import replay
 from voicewatch.protocol import FrameHeader, encode_frame
@@ -40,6 +41,14 @@ def finished(daemon: Daemon) -> None:
     if daemon.process.poll() is None:
         assert daemon.stop() == 0, daemon.stderr
     assert "Traceback" not in daemon.stderr, daemon.stderr
+
+
+def test_a_bad_worker_count_or_workers_with_clips_is_refused_with_the_key_and_what_is_allowed() -> None:
+    with pytest.raises(ConfigError, match=r"processing.workers: -1 is invalid; allowed: 0 or 1"):
+        Config(processing=ProcessingConfig(workers=-1)).validate()
+    with pytest.raises(ConfigError, match=r"processing.workers: 2 is invalid; allowed: 0 or 1 while clips.path is set"):
+        Config(processing=ProcessingConfig(workers=2), clips=ClipsConfig(path="clips")).validate()
+    assert Config(processing=ProcessingConfig(workers=2)).validate().processing.workers == 2
 
 
 def test_sharded_and_single_process_cores_give_the_same_segments(tmp_path: Path) -> None:
