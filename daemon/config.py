@@ -32,7 +32,8 @@ class IngestConfig:
     max_frame_bytes: int = 1 << 20
     """Frames larger than this are dropped (reason `too_large`)."""
     max_streams: int = 1024
-    """Frames of a new stream beyond this many live streams are dropped (`too_many_streams`)."""
+    """Frames of a new stream beyond this many live streams are dropped (`too_many_streams`); with stream shards
+    the limit holds in each worker."""
     receive_hwm: int = 10000
     """ZeroMQ receive high-water mark: beyond it, senders block (PUSH) instead of growing memory."""
 
