@@ -12,6 +12,7 @@ import collections
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import signal
 import time
@@ -51,6 +52,7 @@ def run_shard(index: int, frames_endpoint: str, batches_endpoint: str, config: C
               settings: FeatureSettings, parent: int) -> None:
     """A worker's whole life: until the core goes away (or kills it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the core decides when its workers stop
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s (%(processName)s): %(message)s")
     torch.set_num_threads(1)
     context = zmq.Context()
     pull = context.socket(zmq.PULL)

@@ -105,6 +105,11 @@ def test_a_killed_shard_is_restarted_its_streams_get_gaps_and_the_other_streams_
 
         sender.start()
         until(lambda: all(any(s in w["streams"] and w["windows"] >= 2 for w in workers()) for s in ("one", "two")))
+        garbage = zmq.Context.instance().socket(zmq.PUSH)
+        garbage.connect(daemon.ingest)
+        garbage.send_multipart([b"one", b"{}"])  # two parts: counted by the worker, nothing else changes
+        garbage.close(linger=1000)
+        until(lambda: request(daemon.control, {"cmd": "status"})["bad_frames"] == {"bad_parts": 1})
         victim, survivor = holder("two"), holder("one")
         assert (victim["worker"], survivor["worker"]) == (shard_of("two"), shard_of("one"))
         os.kill(victim["pid"], signal.SIGKILL)
