@@ -7,9 +7,10 @@ the bytes are never parsed there), so a stream stays on one worker for its life 
 lives there. Workers (shardworker.py) push batches of features back over one ipc:// PULL socket that
 the core's loop polls beside its others; the core scores them all in one batch.
 
-A worker that dies is restarted at once. Its streams get a `worker_lost` break (a `gap` event at the
-stream time its last report gave), their frames are dropped until the new worker is up, and the
-stream's windows start afresh from its next frame; other streams never wait on it.
+A worker that dies is restarted, no sooner than a second after it started. Its streams get a
+`worker_lost` break (a `gap` event at the stream time its last report gave), their frames are dropped
+until the new worker is up, and the stream's windows start afresh from its next frame; other streams
+never wait on it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import zlib
 from typing import Any
 
@@ -39,6 +41,9 @@ from voicewatch.windows import StreamBreak, Window
 _LOG = logging.getLogger(__name__)
 ROUTE_TABLE_LIMIT = 200_000
 """Stream ids whose shard the front remembers (beyond it the CRC is computed per frame)."""
+RESTART_AFTER_S = 1.0
+"""A worker is restarted no sooner than this after its predecessor started: one that fails at once does
+not spin."""
 WAIT_MS = 100
 """How long the front waits on a full worker before it looks again whether it should stop."""
 
@@ -55,6 +60,9 @@ class _Worker:
     known: dict[str, tuple[float, float | None]] = dataclasses.field(default_factory=dict)
     """Stream → (stream time, wall time) where its audio was last seen: where its gap begins if the worker dies."""
     windows: int = 0
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    lost: bool = False
+    """It has exited, its streams' gaps are out, and its successor waits for `RESTART_AFTER_S`."""
 
 
 class Shards:
@@ -115,18 +123,22 @@ class Shards:
         for index, worker in enumerate(self.workers):
             if worker.process.exitcode is None:
                 continue
-            _LOG.error("stream shard %d (pid %s) exited with code %s; restarting it, its %d streams get gaps",
-                       index, worker.process.pid, worker.process.exitcode, len(worker.known))
-            breaks += [StreamBreak(name, "worker_lost", time_, time_, wall) for name, (time_, wall)
-                       in sorted(worker.known.items())]
-            for name in ("frames", "windows"):
-                self._retired[name] += worker.stats.get(name, 0)
-            for table in ("dropped", "shed", "stages"):
-                for key, value in worker.stats.get(table, {}).items():
-                    self._retired[f"{table}.{key}"] += value
-            self.down.add(index)
-            self.restarts += 1
-            self.workers[index] = self._start(index)
+            if not worker.lost:
+                _LOG.error("stream shard %d (pid %s) exited with code %s; restarting it, its %d streams get gaps",
+                           index, worker.process.pid, worker.process.exitcode, len(worker.known))
+                breaks += [StreamBreak(name, "worker_lost", time_, time_, wall) for name, (time_, wall)
+                           in sorted(worker.known.items())]
+                for name in ("frames", "windows"):
+                    self._retired[name] += worker.stats.get(name, 0)
+                for table in ("dropped", "shed", "stages"):
+                    for key, value in worker.stats.get(table, {}).items():
+                        self._retired[f"{table}.{key}"] += value
+                worker.lost = True
+                worker.known, worker.states, worker.stats = {}, [], {}
+                self.down.add(index)
+            if time.monotonic() - worker.started >= RESTART_AFTER_S:
+                self.restarts += 1
+                self.workers[index] = self._start(index)
         return breaks
 
     def restart_all(self, settings: FeatureSettings) -> None:
