@@ -80,20 +80,17 @@ class Shards:
         self.batches.bind(f"ipc://{self._folder}/batches")
         self._spawn = multiprocessing.get_context("spawn")  # no torch state forked into the workers
         self.workers = [self._start(index) for index in range(self.count)]
-        self.down: set[int] = set()
+        self.front = Front(context, [self._endpoint(index) for index in range(self.count)],
+                           config.ingest.receive_hwm)
+        self.down = self.front.down
         """Workers being restarted: the front drops their frames instead of waiting on them."""
         self.restarts = 0
-        self.routed_away: collections.Counter[int] = collections.Counter()
-        """Frames dropped per worker while it was being restarted."""
         self._retired: collections.Counter[str] = collections.Counter()
         """Counters of workers that died, so totals never go back."""
-        self._stop = threading.Event()
-        self._front: threading.Thread | None = None
 
     def start_front(self, pull: zmq.Socket) -> None:
         """Route the public ingest socket's frames from now on; the front thread owns `pull` from here."""
-        self._front = threading.Thread(target=self._route, args=(pull,), name="shard-front", daemon=True)
-        self._front.start()
+        self.front.start(pull)
 
     def take(self, max_windows: int) -> Batch:
         """The batches waiting, up to `max_windows` windows, as one; reports and hellos are taken in passing."""
@@ -177,9 +174,7 @@ class Shards:
                 for worker in self.workers]
 
     def close(self) -> None:
-        self._stop.set()
-        if self._front is not None:
-            self._front.join(timeout=5)
+        self.front.stop()
         for worker in self.workers:
             worker.process.terminate()
         for worker in self.workers:
@@ -222,14 +217,39 @@ class Shards:
             total.update(worker.stats.get(table, {}))
         return total
 
+
+class Front:
+    """Each frame of the public ingest socket to its stream's worker, as received, on a thread of its own."""
+
+    def __init__(self, context: zmq.Context, endpoints: list[str], hwm: int) -> None:
+        self.context = context
+        self.endpoints = endpoints
+        self.hwm = hwm
+        self.down: set[int] = set()
+        """Workers being restarted: their frames are dropped instead of waited on."""
+        self.routed_away: collections.Counter[int] = collections.Counter()
+        """Frames dropped per worker while it was being restarted."""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, pull: zmq.Socket) -> None:
+        """Route `pull`'s frames from now on; the front's thread owns `pull` until `stop`."""
+        self._thread = threading.Thread(target=self._route, args=(pull,), name="shard-front", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
     def _route(self, pull: zmq.Socket) -> None:
         """The front: each frame to its stream's worker, as received."""
         pushes = []
-        for index in range(self.count):
+        for index in range(len(self.endpoints)):
             push = self.context.socket(zmq.PUSH)
-            push.setsockopt(zmq.SNDHWM, self.config.ingest.receive_hwm)
+            push.setsockopt(zmq.SNDHWM, self.hwm)
             push.setsockopt(zmq.SNDTIMEO, WAIT_MS)
-            push.bind(self._endpoint(index))
+            push.bind(self.endpoints[index])
             pushes.append(push)
         table: dict[bytes, int] = {}
         try:
@@ -244,7 +264,7 @@ class Shards:
                     key = parts[0].bytes
                     shard = table.get(key)
                     if shard is None:
-                        shard = zlib.crc32(key) % self.count
+                        shard = zlib.crc32(key) % len(self.endpoints)
                         if len(table) < ROUTE_TABLE_LIMIT:
                             table[key] = shard
                     self._send(pushes[shard], shard, parts)
