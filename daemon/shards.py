@@ -80,6 +80,7 @@ class Shards:
         self.batches.bind(f"ipc://{self._folder}/batches")
         self._spawn = multiprocessing.get_context("spawn")  # no torch state forked into the workers
         self.workers = [self._start(index) for index in range(self.count)]
+        _LOG.info("stream shards: %d worker processes, frames routed by stream id", self.count)
         self.front = Front(context, [self._endpoint(index) for index in range(self.count)],
                            config.ingest.receive_hwm)
         self.down = self.front.down
