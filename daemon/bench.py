@@ -227,13 +227,15 @@ class LiveCore:
         # an event's wall_end is its last window's central hop; the latency runs from that window's end
         windows_config = Config().windows  # the bench's core runs the default windows
         edge = central_hop_edge(windows_config.length_s, windows_config.hop_s)
-        latencies, rss = [], rss0
+        latencies, rss, census = [], rss0, None
         while any(sender.is_alive() for sender in processes) or sub.poll(0):
             if sub.poll(200):
                 event = Event.from_message(sub.recv_multipart())
                 if event.wall_end is not None:
                     latencies.append(time.time() - (event.wall_end + edge))
             rss = max(rss, _rss_mb(self.process.pid))
+            if census is None and time.monotonic() - t0 > 0.75 * seconds:
+                census = held_per_stream(self.control, streams)
         drain = time.monotonic() + 5
         while time.monotonic() < drain:
             if sub.poll(200):
@@ -256,12 +258,21 @@ class LiveCore:
                 "rss_mb": round(rss, 1), "rss_growth_mb": round(rss - rss0, 1),
                 "latency_p50_s": round(float(np.nanpercentile(lat, 50)), 3),
                 "latency_p99_s": round(float(np.nanpercentile(lat, 99)), 3),
-                "frames_unsent": frames_unsent,
+                "frames_unsent": frames_unsent, "memory_mib_per_stream": census,
                 "held": dropped == 0 and frames_unsent == 0 and float(np.nanpercentile(lat, 99)) < 2.5}
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=60)
+
+
+def held_per_stream(control: str, streams: int) -> dict[str, float] | None:
+    """MiB per stream that the core's per-stream structures hold while its streams run. Each is allocated whole
+    when its stream starts (the history's ring too), so a short step sees what an hour-long run holds."""
+    memory = request(control, {"cmd": "status"}).get("memory_mib")
+    if not memory:
+        return None
+    return {name: round(memory[name] / streams, 3) for name in ("window_buffers", "shared_frames", "history")}
 
 
 def run_bench(args: argparse.Namespace) -> dict:
@@ -324,6 +335,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         "latency_p99_s_at_90": loads.get(0.9, {}).get("latency_p99_s"),
         "rss_mb_per_stream": round((top["rss_mb"] - idle_rss) / held, 3) if top and held else None,
         "rss_mb_idle": round(idle_rss, 1),
+        "memory_mib_per_stream": top["memory_mib_per_stream"] if top else None,
         "cpu_percent_at_max": top["cpu_percent"] if top else None,
         "windows_per_s_at_max": top["windows_per_s"] if top else None,
         "scan_audio_s_per_s_per_core": round(scan_rates["batched"], 1),

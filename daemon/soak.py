@@ -40,14 +40,14 @@ def _sample(core: LiveCore, started: float) -> dict:
 
 
 def summarise(samples: list[dict], idle_rss_mb: float, streams: int, seconds: float, filled_s: float) -> dict:
-    """Steady-state figures from the samples: RSS per stream once everything time-bounded has filled,
-    the RSS growth over the run's last half (a straight-line fit, in % of its mean) and the fds there."""
+    """Steady-state figures from the samples: RSS per stream once everything time-bounded has filled, the
+    RSS growth over the run's last half (the median of its second quarter-run less that of its first, so that
+    one burst of catching up does not read as growth) and the fds there."""
     last_half = [s for s in samples if s["t_s"] >= seconds / 2] or samples[-1:]
     steady = [s for s in samples if s["t_s"] >= filled_s]
-    times = np.array([s["t_s"] for s in last_half])
-    rss = np.array([s["rss_mb"] for s in last_half])
-    slope = float(np.polyfit(times, rss, 1)[0]) if len(last_half) > 1 and np.ptp(times) > 0 else 0.0
-    growth_mb = slope * float(np.ptp(times))
+    middle = len(last_half) // 2
+    early, late = (last_half[:middle], last_half[middle:]) if middle else (last_half, last_half)
+    growth_mb = float(np.median([s["rss_mb"] for s in late]) - np.median([s["rss_mb"] for s in early]))
     rates = [_rate(a, b) for a, b in itertools.pairwise(samples)]
     return {
         "filled_after_s": round(filled_s, 1),
@@ -56,7 +56,7 @@ def summarise(samples: list[dict], idle_rss_mb: float, streams: int, seconds: fl
         if steady else None,
         "rss_mb_end": samples[-1]["rss_mb"],
         "rss_growth_last_half_mb": round(growth_mb, 1),
-        "rss_growth_last_half_percent": round(100 * growth_mb / float(rss.mean()), 2),
+        "rss_growth_last_half_percent": round(100 * growth_mb / float(np.median([s["rss_mb"] for s in early])), 2),
         "fds_last_half": [min(s["fds"] for s in last_half), max(s["fds"] for s in last_half)],
         "windows_per_s": round(float(np.median(rates)), 1) if rates else None,
         "dropped": samples[-1]["dropped"] - samples[0]["dropped"],

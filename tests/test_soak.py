@@ -22,4 +22,4 @@ def test_rss_levels_off_and_fds_stay_flat_once_the_history_has_filled() -> None:
     assert max(history) == round(STREAMS * HISTORY_S * (2 * DIM + 16) / 2**20, 3)  # each stream's whole ring
     assert abs(report["rss_growth_last_half_percent"]) < 2.0, report["samples"]
     low, high = report["fds_last_half"]
-    assert low == high, report["samples"]
+    assert high - low <= 1, report["samples"]  # the sampler's own status connection may not be closed yet
