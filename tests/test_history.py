@@ -7,7 +7,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from voicewatch.bank import SpeakerBank
+from voicewatch.config import Config
+from voicewatch.embedder import Embedder
 from voicewatch.history import EmbeddingHistory
+from voicewatch.pipeline import Pipeline
+from voicewatch.shipped import DEMO_BANK
 from voicewatch.windows import Window
 
 DIM = 640
@@ -71,3 +76,13 @@ def test_a_model_of_another_size_starts_the_stream_afresh_and_clear_forgets_ever
     assert got.shape == (1, 64) and seconds == 2.0
     history.clear()
     assert history.held_bytes() == 0
+
+
+def test_a_new_model_forgets_the_history_the_old_one_made() -> None:
+    embedder, config = Embedder.load(), Config()
+    pipeline = Pipeline(embedder, SpeakerBank.load(DEMO_BANK, embedder_id=embedder.model_id), config.detector,
+                        config.windows.hop_s)
+    pipeline.history = EmbeddingHistory(seconds=10, hop_s=1.0, streams=2)
+    pipeline.history.record(windows("a", 0, 3), embeddings(3))
+    pipeline.embedder = Embedder.load()  # what a reload does
+    assert pipeline.history.held_bytes() == 0
