@@ -24,7 +24,8 @@ from voicewatch.config import Config
 from voicewatch.control import request
 from voicewatch.embedder import Embedder
 
-COLUMNS = ("min", "RSS MB", "MB/stream", "fds", "windows/s", "dropped")
+COLUMNS = ("min", "RSS MiB", "MiB/stream", "fds", "windows/s", "dropped")
+"""The table's columns; RSS is VmRSS (MiB), as in every `rss_mb` figure of the bench."""
 
 
 def open_fds(pid: int) -> int:
