@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import torch
 import zmq
 
+from voicewatch.allocator import release_free_memory
 from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config
 from voicewatch.control import TRANSPORT_FACTOR, Controller
@@ -44,6 +45,8 @@ CORE_STREAM = "_core"
 RESTART_ONLY = ("ingest", "events", "control", "metrics", "health", "security", "epg", "windows", "processing",
                 "clips")
 """Config sections a reload cannot change (sockets and buffers are built from them)."""
+TRIM_EVERY_S = 10.0
+"""How often the core hands the heap's free pages back to the system (allocator.py)."""
 
 Loader = Callable[[], tuple[Config, Embedder, SpeakerBank]]
 """Builds the next (config, model, bank) on reload; raises when any of them is invalid."""
@@ -121,6 +124,7 @@ class Core:
             heartbeat = Every(self.config.events.heartbeat_s)
             watchdog = Every(self.notifier.watchdog_interval)
             prune = Every(3600.0 if io.log is not None else None, first=0.0)
+            trim = Every(TRIM_EVERY_S)
             try:
                 while not stop.is_set():
                     self._step(io)
@@ -129,6 +133,8 @@ class Core:
                         self._heartbeat(io, round(time.monotonic() - started, 3))
                     if watchdog.due():  # from the loop itself: a stuck pipeline stops the pings
                         self.notifier.watchdog()
+                    if trim.due():
+                        release_free_memory()
                     if prune.due() and io.log is not None and (pruned := io.log.prune()):
                         _LOG.info("pruned %d events older than the retention period from the log", pruned)
             finally:
