@@ -39,6 +39,7 @@ from voicewatch.control import request
 from voicewatch.detector import central_hop_edge
 from voicewatch.embedder import Embedder
 from voicewatch.parallelscan import scan_parallel
+from voicewatch.plugins.publisher import Publisher
 from voicewatch.protocol import Event
 from voicewatch.scan import scan
 from voicewatch.sourceframes import FrameEncoder
@@ -138,10 +139,11 @@ def _windows_per_s(embed: Callable[[], object]) -> float:
 
 
 def _sender(endpoint: str, streams: range, seconds: float, frame_ms: float, wall: float,
-            ready: multiprocessing.Event) -> None:
-    """Real-time sources `b{index}` in one process: every frame period, one frame of every stream."""
-    push = zmq.Context().socket(zmq.PUSH)
-    push.connect(endpoint)
+            ready: multiprocessing.Event, dropped: multiprocessing.Value) -> None:
+    """Real-time sources `b{index}` in one process: every frame period, one frame of every stream, through
+    the live sources' own publisher (a frame the core cannot take now is dropped and counted, never waited for)."""
+    publisher = Publisher(endpoint, lossless=False, timeout_s=10.0)
+    publisher.wait_connected(30.0)
     frame = int(RATE * frame_ms / 1000)
     pcm = (test_signal(4.0) * 32767).astype("<i2")
     encoders = [FrameEncoder(f"b{i:05d}", RATE, CHANNELS, "s16le", wall=wall) for i in streams]
@@ -153,9 +155,29 @@ def _sender(endpoint: str, streams: range, seconds: float, frame_ms: float, wall
             time.sleep(delay)  # real-time pacing: a frame leaves when its last sample has been "recorded"
         offset = (index * frame) % (len(pcm) - frame)
         chunk = pcm[offset: offset + frame]
+        last = index == frames - 1
         for encoder in encoders:
-            push.send_multipart(encoder.encode(chunk, eos=index == frames - 1))
-    push.close(linger=10000)
+            message = encoder.encode(chunk, eos=last)
+            publisher.send_last(message) if last else publisher.send(message)
+    dropped.value = publisher.dropped
+    publisher.close()
+
+
+def start_senders(endpoint: str, streams: int, seconds: float, frame_ms: float, senders: int,
+                  ) -> tuple[list[multiprocessing.Process], list[multiprocessing.Value]]:
+    """`streams` real-time sources spread over `senders` processes, each started and ready; and where each
+    will count the frames it could not queue."""
+    count = max(1, min(senders, streams))
+    wall = time.time() + 0.5 + 0.1 * count
+    processes, dropped = [], []
+    for index in range(count):
+        ready = multiprocessing.Event()
+        dropped.append(multiprocessing.Value("q", 0))
+        processes.append(multiprocessing.Process(target=_sender, args=(endpoint, range(index, streams, count), seconds,
+                                                                       frame_ms, wall, ready, dropped[-1])))
+        processes[-1].start()
+        ready.wait()
+    return processes, dropped
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -186,14 +208,16 @@ def _per_worker(before: list[dict] | None, after: list[dict] | None, cpu0: list[
 
 
 class LiveCore:
-    def __init__(self, workdir: Path, bank: Path, workers: int = 0) -> None:
+    def __init__(self, workdir: Path, bank: Path, overrides: dict[str, dict] | None = None) -> None:
         self.ingest, self.events, self.control = (f"ipc://{workdir}/{n}" for n in ("ingest", "events", "control"))
         config = workdir / "bench.yaml"
-        config.write_text(json.dumps({
+        sections: dict[str, dict] = {
             "ingest": {"endpoint": self.ingest, "max_streams": 5000, "receive_hwm": 20000},
             "events": {"endpoint": self.events, "heartbeat_s": 0.5}, "control": {"endpoint": self.control},
-            "metrics": {"port": None}, "bank": {"path": str(bank)},
-            "processing": {"max_lag_s": 3.0, "workers": workers}}))
+            "metrics": {"port": None}, "bank": {"path": str(bank)}, "processing": {"max_lag_s": 3.0}}
+        for section, values in (overrides or {}).items():
+            sections.setdefault(section, {}).update(values)
+        config.write_text(json.dumps(sections))
         self.process = subprocess.Popen([sys.executable, "-m", "voicewatch", "run", "-c", str(config)],
                                         stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
@@ -220,25 +244,19 @@ class LiveCore:
         pids = [self.process.pid] + [worker["pid"] for worker in before["workers"] or ()]  # shards count as the core
         cpu0, rss0, t0 = sum(map(_cpu_seconds, pids)), sum(map(_rss_mb, pids)), time.monotonic()
         worker_cpu0 = [_cpu_seconds(pid) for pid in pids[1:]]
-        wall = time.time() + 0.5 + 0.1 * senders
-        processes = []
-        for index in range(max(1, min(senders, streams))):
-            ready = multiprocessing.Event()
-            share = range(index, streams, max(1, min(senders, streams)))
-            processes.append(multiprocessing.Process(target=_sender, args=(self.ingest, share, seconds, frame_ms,
-                                                                           wall, ready)))
-            processes[-1].start()
-            ready.wait()
+        processes, unsent = start_senders(self.ingest, streams, seconds, frame_ms, senders)
         # an event's wall_end is its last window's central hop; the latency runs from that window's end
         windows_config = Config().windows  # the bench's core runs the default windows
         edge = central_hop_edge(windows_config.length_s, windows_config.hop_s)
-        latencies, rss = [], rss0
+        latencies, rss, census = [], rss0, None
         while any(sender.is_alive() for sender in processes) or sub.poll(0):
             if sub.poll(200):
                 event = Event.from_message(sub.recv_multipart())
                 if event.wall_end is not None:
                     latencies.append(time.time() - (event.wall_end + edge))
             rss = max(rss, sum(map(_rss_mb, pids)))
+            if census is None and time.monotonic() - t0 > 0.75 * seconds:
+                census = held_per_stream(self.control, streams)
         drain = time.monotonic() + 5
         while time.monotonic() < drain:
             if sub.poll(200):
@@ -253,6 +271,7 @@ class LiveCore:
         lat = np.array(latencies) if latencies else np.array([np.nan])
         stage_ms = {stage: round(1000 * (spent - before["stage_seconds"].get(stage, 0.0)) / max(windows, 1), 4)
                     for stage, spent in after["stage_seconds"].items()}
+        frames_unsent = sum(count.value for count in unsent)
         return {"streams": streams, "frame_ms": frame_ms, "windows": windows, "windows_per_s": round(windows / seconds, 1),
                 "batch_windows_mean": round(windows / max(after["batches"] - before["batches"], 1), 1),
                 "stage_ms_per_window": stage_ms,
@@ -261,11 +280,21 @@ class LiveCore:
                 "rss_mb": round(rss, 1), "rss_growth_mb": round(rss - rss0, 1),
                 "latency_p50_s": round(float(np.nanpercentile(lat, 50)), 3),
                 "latency_p99_s": round(float(np.nanpercentile(lat, 99)), 3),
-                "held": dropped == 0 and float(np.nanpercentile(lat, 99)) < 2.5}
+                "frames_unsent": frames_unsent, "memory_mib_per_stream": census,
+                "held": dropped == 0 and frames_unsent == 0 and float(np.nanpercentile(lat, 99)) < 2.5}
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=60)
+
+
+def held_per_stream(control: str, streams: int) -> dict[str, float] | None:
+    """MiB per stream that the core's per-stream structures hold while its streams run. Each is allocated whole
+    when its stream starts (the history's ring too), so a short step sees what an hour-long run holds."""
+    memory = request(control, {"cmd": "status"}).get("memory_mib")
+    if not memory:
+        return None
+    return {name: round(memory[name] / streams, 3) for name in ("window_buffers", "shared_frames", "history")}
 
 
 def run_bench(args: argparse.Namespace) -> dict:
@@ -290,7 +319,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                     "unbatched_ratio": round(scan_rates["batched"] / scan_rates["unbatched"], 2),
                     "scan_workers": scan_workers, "peer_ratio": peer_ratio(embedder, args),
                     "device": str(embedder.device), "machine": machine()}
-        core = LiveCore(workdir, bank_path, args.workers)
+        core = LiveCore(workdir, bank_path, {"processing": {"workers": args.workers}})
         idle_rss = core.idle_rss_mb
         steps, held = [], 0
         try:
@@ -328,6 +357,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         "latency_p99_s_at_90": loads.get(0.9, {}).get("latency_p99_s"),
         "rss_mb_per_stream": round((top["rss_mb"] - idle_rss) / held, 3) if top and held else None,
         "rss_mb_idle": round(idle_rss, 1),
+        "memory_mib_per_stream": top["memory_mib_per_stream"] if top else None,
         "cpu_percent_at_max": top["cpu_percent"] if top else None,
         "windows_per_s_at_max": top["windows_per_s"] if top else None,
         "scan_audio_s_per_s_per_core": round(scan_rates["batched"], 1),
@@ -369,9 +399,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-streams", type=int, default=4096)
     parser.add_argument("--speakers", type=int, default=100)
     parser.add_argument("--exemplars", type=int, default=20)
+    from voicewatch import soak
+
+    soak.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.soak:
+        from voicewatch import soak
+
+        return soak.run(args)
     result = run_bench(args)
     print(json.dumps(result if args.json else {k: v for k, v in result.items() if k != "steps"}))
     return 0

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from voicewatch.allocator import heap_bytes
 from voicewatch.bank import SpeakerBank
 from voicewatch.deskcontrol import DeskCommands
 from voicewatch.enrollment import embed_clips
@@ -34,6 +36,29 @@ error reply; only a larger one is dropped by ZeroMQ (with the peer's connection)
 
 class ControlError(ValueError):
     pass
+
+
+def held_memory_mib(core: Any) -> dict[str, float]:
+    """MiB held by each per-stream structure of the core, what malloc holds, and the process's RSS."""
+    pipeline = core.pipeline
+    held = {
+        "window_buffers": sum(buffer.nbytes for buffer in core.ingest.buffers.values()),
+        "shared_frames": pipeline.frames.held_bytes(),
+        "history": pipeline.history.held_bytes() if pipeline.history is not None else 0,
+        "clip_audio": 2 * core.evidence.audio.held_samples() if core.evidence is not None else 0,
+        **heap_bytes(),
+        "rss": resident_bytes(),
+    }
+    return {name: round(count / 2**20, 3) for name, count in held.items()}
+
+
+def resident_bytes() -> int:
+    """This process's resident set (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
 
 
 def _arg(request: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -123,6 +148,7 @@ class Controller:
             "stage_seconds": {stage: round(spent, 6) for stage, spent in core.stage_seconds().items()},
             "workers": core.shards.describe() if core.shards is not None else None,
             "clips": core.evidence.counts() if core.evidence is not None else None,
+            "memory_mib": held_memory_mib(core),
         }
 
     def speakers(self, _request: dict[str, Any]) -> dict[str, Any]:

@@ -40,13 +40,13 @@ class Pipeline:
         self.timed: Callable[[str], contextlib.AbstractContextManager[None]] = lambda _stage: contextlib.nullcontext()
         """Wraps each stage (`resample`, `log_mel`, `embed`, `match`, `detect`); the service plugs in metrics."""
         self.max_batch = max_batch
+        self.history: EmbeddingHistory | None = None
+        """When set, audible windows' embeddings are kept for enrollment from a stream's time range."""
         self.embedder = embedder
         self.bank = bank
         self.detector = Detector(detector, hop_s)
         self.windows = 0
         self.on_scores: Callable[[list[str], np.ndarray], None] | None = None
-        self.history: EmbeddingHistory | None = None
-        """When set, audible windows' embeddings are kept for enrollment from a stream's time range."""
 
     @property
     def embedder(self) -> Embedder:
@@ -54,8 +54,11 @@ class Pipeline:
 
     @embedder.setter
     def embedder(self, embedder: Embedder) -> None:
-        """A new model (reload) brings its own front end: no frames are shared across models."""
+        """A new model (reload) brings its own front end: no frames are shared across models, and the embedding
+        history of the old one is forgotten."""
         self._embedder = embedder
+        if self.history is not None:
+            self.history.clear()
         self.scorer = DeviceScorer(embedder, self.max_batch)
         self.frames = SharedFrames(embedder.features, timed=lambda stage: self.timed(stage))
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import zmq
 
+from voicewatch.allocator import release_free_memory
 from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config
 from voicewatch.control import TRANSPORT_FACTOR, Controller
@@ -44,6 +45,10 @@ from voicewatch.systemd import Notifier
 from voicewatch.windows import Window
 
 _LOG = logging.getLogger(__name__)
+TRIM_EVERY_S = 10.0
+"""How often the core hands the heap's free pages back to the system (allocator.py)."""
+
+
 @dataclasses.dataclass
 class _Io:
     """What `run` opens and must close: sockets, the event log, the publisher."""
@@ -112,6 +117,7 @@ class Core:
             heartbeat = Every(self.config.events.heartbeat_s)
             watchdog = Every(self.notifier.watchdog_interval)
             prune = Every(3600.0 if io.log is not None else None, first=0.0)
+            trim = Every(TRIM_EVERY_S)
             try:
                 while not stop.is_set():
                     self._step(io)
@@ -120,6 +126,8 @@ class Core:
                         self._heartbeat(io, round(time.monotonic() - started, 3))
                     if watchdog.due():  # from the loop itself: a stuck pipeline stops the pings
                         self.notifier.watchdog()
+                    if trim.due():
+                        release_free_memory()
                     if prune.due() and io.log is not None and (pruned := io.log.prune()):
                         _LOG.info("pruned %d events older than the retention period from the log", pruned)
             finally:

@@ -84,6 +84,9 @@ class SharedFrames:
     def forget(self, stream: str) -> None:
         self.kept.pop(stream, None)
 
+    def held_bytes(self) -> int:
+        return sum(known.raw.nbytes for known in self.kept.values() if known.raw is not None)
+
     def _plan(self, items: Sequence[Item]) -> list[tuple[_Known, int] | None]:
         """Per window: (the window whose frames it starts with, frames to skip of them), or None = whole."""
         plan: list[tuple[_Known, int] | None] = []

@@ -88,6 +88,11 @@ class WindowBuffer:
         """Samples held, starting at `_next_start`."""
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of the array the stream's samples are held in (windows handed out may keep an older one alive)."""
+        return self._buffer.nbytes
+
+    @property
     def time(self) -> float:
         """Stream time just after the last sample received."""
         return self.origin_pts + self.received / self.rate
