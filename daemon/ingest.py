@@ -131,7 +131,8 @@ class Ingest:
         self.last_seen[stream] = now = time.monotonic()
         self.first_seen.setdefault(stream, now)
         samples = frame.samples
-        if samples.size and (samples.max() > SILENCE_PEAK or -samples.min() > SILENCE_PEAK):  # no |x| copy
+        peak = SILENCE_PEAK / frame.scale
+        if samples.size and (samples.max() > peak or -samples.min() > peak):  # no |x| copy
             self.last_sound[stream] = now
         else:
             self.last_sound.setdefault(stream, now)
@@ -145,7 +146,7 @@ class Ingest:
 
     def _open(self, stream: str, frame: Frame) -> WindowBuffer:
         buffer = WindowBuffer(stream, frame.header.rate, self.windows.length_s, self.windows.hop_s,
-                              frame.header.pts, frame.header.wall)
+                              frame.header.pts, frame.header.wall, frame.samples.dtype)
         self.buffers[stream] = buffer
         return buffer
 

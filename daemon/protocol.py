@@ -129,7 +129,18 @@ class Frame:
     stream: str
     header: FrameHeader
     samples: np.ndarray
-    """Mono float32 samples in [-1, 1] (downmixed here, once)."""
+    """Mono samples (downmixed here, once) in the wire's resolution: int16 for `s16le` (several channels'
+    mean rounded to the nearest step), float32 in [-1, 1] for `f32le`."""
+
+    @property
+    def scale(self) -> float:
+        """What a sample is multiplied by to give its value in [-1, 1]."""
+        return sample_scale(self.samples.dtype)
+
+
+def sample_scale(dtype: np.dtype) -> float:
+    """Full scale of mono samples held as `dtype`: 1/32768 for int16, 1 for float32."""
+    return 1 / 32768 if dtype == np.int16 else 1.0
 
 
 def decode_frame(parts: list[bytes] | list[memoryview], max_bytes: int) -> Frame:
@@ -154,16 +165,25 @@ def decode_frame(parts: list[bytes] | list[memoryview], max_bytes: int) -> Frame
             f"payload of {len(pcm)} bytes is not a whole number of {header.channels}-channel {header.format} samples",
         )
     interleaved = np.frombuffer(pcm, dtype=dtype).reshape(-1, header.channels)
-    mono = interleaved.astype(np.float32) @ _downmix(header.channels, 1 / 32768 if header.format == "s16le" else 1.0)
+    if header.channels == 1:
+        mono = interleaved[:, 0]
+    elif header.format == "s16le":  # the channels' mean rounded to the nearest step (half up), in integers
+        total = np.add(interleaved[:, 0], interleaved[:, 1], dtype=np.int32)
+        for channel in range(2, header.channels):
+            total += interleaved[:, channel]
+        total += header.channels // 2
+        mono = np.floor_divide(total, header.channels, out=total).astype(np.int16)
+    else:
+        mono = interleaved @ _downmix(header.channels)
     if header.format == "f32le" and not np.isfinite(mono).all():
         raise BadFrame("non_finite", "f32le payload holds NaN or infinite samples")
     return Frame(stream, header, mono)
 
 
 @functools.cache
-def _downmix(channels: int, scale: float) -> np.ndarray:
-    """Channel weights: one matrix-vector product averages and scales, cheaper than a mean over channels and a multiply."""
-    return np.full(channels, scale / channels, dtype=np.float32)
+def _downmix(channels: int) -> np.ndarray:
+    """Channel weights: one matrix-vector product averages, cheaper than a mean over channels."""
+    return np.full(channels, 1 / channels, dtype=np.float32)
 
 
 def encode_frame(stream: str, header: FrameHeader, pcm: bytes) -> list[bytes]:

@@ -12,6 +12,8 @@ import dataclasses
 
 import numpy as np
 
+from voicewatch.protocol import sample_scale
+
 
 @dataclasses.dataclass(frozen=True)
 class Window:
@@ -61,16 +63,16 @@ Item = Window | StreamBreak | SourceNotice
 
 
 class WindowBuffer:
-    """Holds the samples of one stream that a future window still needs, and little more.
+    """Holds the samples of one stream that its next window still needs, in one ring allocated once.
 
-    Samples are appended to an array that is never written twice: a window is a view of it (no copy),
-    and when the array is full the samples still needed move to a fresh one, leaving the old array to
-    the windows that view it. With room for a window and a hop that move happens every other window
-    and copies one window less a hop, where copying each window and shifting the buffer by a hop
-    moved a window and a half of samples per window.
+    The ring holds one window, as int16 while the stream sends `s16le` (its exact samples, half the
+    bytes of float32) and as float32 once it sends `f32le`. Each window gets its own float32 copy and
+    the ring keeps its last `length - hop` samples for the next one: nothing per stream grows, moves or
+    is replaced, and a window handed out never changes.
     """
 
-    def __init__(self, stream: str, rate: int, length_s: float, hop_s: float, pts: float, wall: float | None) -> None:
+    def __init__(self, stream: str, rate: int, length_s: float, hop_s: float, pts: float, wall: float | None,
+                 dtype: np.dtype | type = np.float32) -> None:
         self.stream = stream
         self.rate = rate
         self.length = round(length_s * rate)
@@ -81,16 +83,16 @@ class WindowBuffer:
         """Samples received since the origin."""
         self._next_start = 0
         """Sample index (from the origin) of the next window's first sample."""
-        self._buffer = np.empty(self.length + self.hop, dtype=np.float32)
-        self._first = 0
-        """Where in `_buffer` the held samples begin."""
+        self._ring = np.empty(self.length, dtype=dtype)
+        self._end = 0
+        """Where in `_ring` the next sample goes."""
         self._filled = 0
         """Samples held, starting at `_next_start`."""
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the array the stream's samples are held in (windows handed out may keep an older one alive)."""
-        return self._buffer.nbytes
+        """Bytes of the ring the stream's samples are held in."""
+        return self._ring.nbytes
 
     @property
     def time(self) -> float:
@@ -98,36 +100,40 @@ class WindowBuffer:
         return self.origin_pts + self.received / self.rate
 
     def push(self, samples: np.ndarray) -> list[Window]:
-        """Append mono samples; return the windows they complete, oldest first. A window's samples are
-        a read-only view that later pushes never change."""
+        """Append mono samples (int16 or float32, as protocol.Frame holds them); return the windows they
+        complete, oldest first, each with its own read-only float32 samples."""
+        if samples.dtype != self._ring.dtype:
+            if self._ring.dtype == np.int16:  # a float frame: hold everything as float32 from now on (exactly)
+                self._ring = self._ring * np.float32(sample_scale(self._ring.dtype))
+            samples = samples * np.float32(sample_scale(samples.dtype))  # int16 into float32: exact
         self.received += len(samples)
-        end = self._first + self._filled
-        if end + len(samples) > len(self._buffer):
-            self._move_to_fresh_array(len(samples))
-            end = self._filled
-        self._buffer[end:end + len(samples)] = samples
-        self._filled += len(samples)
         windows = []
-        while self._filled >= self.length:
-            start = self._next_start
-            view = self._buffer[self._first:self._first + self.length]
-            view.flags.writeable = False
-            windows.append(
-                Window(
-                    stream=self.stream,
-                    rate=self.rate,
-                    start=self.origin_pts + start / self.rate,
-                    end=self.origin_pts + (start + self.length) / self.rate,
-                    wall_start=None if self.origin_wall is None else self.origin_wall + start / self.rate,
-                    samples=view,
-                )
-            )
-            self._first += self.hop  # hop <= length, so never past the held samples
-            self._filled -= self.hop
-            self._next_start += self.hop
+        taken = 0
+        while taken < len(samples):
+            count = min(len(samples) - taken, self.length - self._filled, self.length - self._end)
+            self._ring[self._end:self._end + count] = samples[taken:taken + count]
+            self._end = (self._end + count) % self.length
+            self._filled += count
+            taken += count
+            if self._filled == self.length:
+                windows.append(self._window())
+                self._filled -= self.hop
+                self._next_start += self.hop
         return windows
 
-    def _move_to_fresh_array(self, incoming: int) -> None:
-        fresh = np.empty(max(self.length + self.hop, self._filled + incoming), dtype=np.float32)
-        fresh[:self._filled] = self._buffer[self._first:self._first + self._filled]
-        self._buffer, self._first = fresh, 0
+    def _window(self) -> Window:
+        """The full ring as a window: its oldest sample is where the next one goes."""
+        start, split = self._next_start, self.length - self._end
+        samples = np.empty(self.length, dtype=np.float32)
+        scale = np.float32(sample_scale(self._ring.dtype))
+        np.multiply(self._ring[self._end:], scale, out=samples[:split])
+        np.multiply(self._ring[:self._end], scale, out=samples[split:])
+        samples.flags.writeable = False
+        return Window(
+            stream=self.stream,
+            rate=self.rate,
+            start=self.origin_pts + start / self.rate,
+            end=self.origin_pts + (start + self.length) / self.rate,
+            wall_start=None if self.origin_wall is None else self.origin_wall + start / self.rate,
+            samples=samples,
+        )

@@ -154,16 +154,25 @@ def test_end_of_stream_closes_the_stream_and_its_id_may_start_again() -> None:
     assert table.accept(clean_frames(0.2)[0]) == [] and not table.dropped  # seq 0 again: a new stream
 
 
-def test_stereo_is_averaged_to_mono_the_same_for_s16le_and_f32le() -> None:
-    left = np.arange(-1000, 1000, dtype=np.int16)
-    right = (left // 2).astype(np.int16)
+def test_stereo_is_averaged_to_mono_the_same_for_s16le_and_f32le_to_half_an_input_step() -> None:
+    """s16le stays int16 in the stream's buffer: several channels' mean is rounded to the nearest step."""
+    left = np.arange(-8000, 8000, dtype=np.int16)
+    right = (left // 3).astype(np.int16)
     s16 = np.stack([left, right], axis=1).astype("<i2")
     f32 = (s16 / 32768).astype("<f4")
-    a, b = ingest(), ingest()
-    a.accept(encode_frame("s", FrameHeader(0, 8000, 2, "s16le", 0.0), s16.tobytes()))
-    b.accept(encode_frame("s", FrameHeader(0, 8000, 2, "f32le", 0.0), f32.tobytes()))
-    np.testing.assert_allclose(a.buffers["s"]._buffer[:2000], b.buffers["s"]._buffer[:2000], atol=1e-7)
-    np.testing.assert_allclose(a.buffers["s"]._buffer[:2000], (left + right) / 2 / 32768, atol=1e-6)
+    a = ingest().accept(encode_frame("s", FrameHeader(0, 8000, 2, "s16le", 0.0), s16.tobytes()))
+    b = ingest().accept(encode_frame("s", FrameHeader(0, 8000, 2, "f32le", 0.0), f32.tobytes()))
+    mean = (left.astype(np.float64) + right) / 2
+    np.testing.assert_array_equal(a[0].samples, np.floor(mean[:16000] + 0.5).astype(np.float32) / 32768)
+    np.testing.assert_array_equal(b[0].samples, (mean[:16000] / 32768).astype(np.float32))
+    assert np.abs(a[0].samples - b[0].samples).max() <= 0.5 / 32768
+
+
+def test_mono_s16le_windows_are_its_exact_samples_over_32768() -> None:
+    samples = np.random.default_rng(1).integers(-32768, 32768, 24000).astype("<i2")
+    items = ingest().accept(encode_frame("s", FrameHeader(0, 8000, 1, "s16le", 0.0), samples.tobytes()))
+    assert items[0].samples.dtype == np.float32
+    np.testing.assert_array_equal(items[1].samples, samples[8000:24000].astype(np.float32) / 32768)
 
 
 def test_wall_clock_is_carried_into_windows() -> None:

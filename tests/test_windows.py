@@ -32,20 +32,44 @@ def test_chunk_size_never_changes_the_windows() -> None:
     np.testing.assert_array_equal(reference[2].samples, samples[2 * rate: 4 * rate])
 
 
-def test_the_buffer_holds_a_window_and_a_hop_however_long_the_stream() -> None:
+def test_the_buffer_is_one_window_allocated_once_however_long_the_stream() -> None:
     rate = 8000
-    buffer = WindowBuffer("s", rate, 2.0, 1.0, 0.0, None)
-    chunk = np.zeros(rate // 10, dtype=np.float32)
+    buffer = WindowBuffer("s", rate, 2.0, 1.0, 0.0, None, np.int16)
+    held = buffer._ring
+    chunk = np.zeros(rate // 10, dtype=np.int16)
     for _ in range(3000):  # five minutes
         buffer.push(chunk)
-    assert len(buffer._buffer) == 3 * rate and buffer.received == 3000 * len(chunk)  # 2 s window + 1 s hop
-    assert buffer.time == pytest.approx(300.0)
+    assert buffer._ring is held and buffer.nbytes == 2 * rate * 2  # 2 s of int16
+    assert buffer.received == 3000 * len(chunk) and buffer.time == pytest.approx(300.0)
+
+
+def test_int16_samples_give_the_windows_their_float32_values_would() -> None:
+    rate = 8000
+    ints = np.random.default_rng(2).integers(-32768, 32768, rate * 6).astype(np.int16)
+    as_float = cut(ints.astype(np.float32) / 32768, 700, rate)
+    buffer = WindowBuffer("s", rate, 2.0, 1.0, 0.0, None, np.int16)
+    as_int = [w for start in range(0, len(ints), 700) for w in buffer.push(ints[start:start + 700])]
+    assert len(as_int) == len(as_float) == 5
+    for ours, theirs in zip(as_int, as_float, strict=True):
+        assert ours.samples.dtype == np.float32
+        np.testing.assert_array_equal(ours.samples, theirs.samples)
+
+
+def test_a_float_frame_after_int16_ones_keeps_every_sample_exact() -> None:
+    rate = 8000
+    ints = np.arange(-12000, 12000, dtype=np.int16)
+    floats = ints.astype(np.float32) / 32768
+    buffer = WindowBuffer("s", rate, 2.0, 1.0, 0.0, None, np.int16)
+    windows = buffer.push(ints[:10000]) + buffer.push(floats[10000:20000]) + buffer.push(ints[20000:])
+    assert buffer._ring.dtype == np.float32
+    assert [w.start for w in windows] == [0.0, 1.0]
+    np.testing.assert_array_equal(windows[1].samples, floats[8000:24000])
 
 
 def test_windows_are_read_only_and_later_pushes_do_not_change_them() -> None:
     buffer = WindowBuffer("s", 8000, 2.0, 1.0, 0.0, None)
     first = buffer.push(np.ones(16000, dtype=np.float32))[0]
-    for value in (5.0, 6.0, 7.0):  # enough to fill and leave the array the first window views
+    for value in (5.0, 6.0, 7.0):  # the buffer is refilled three times over
         buffer.push(np.full(8000, value, dtype=np.float32))
     assert (first.samples == 1.0).all()
     with pytest.raises(ValueError, match="read-only"):
