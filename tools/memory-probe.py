@@ -3,6 +3,7 @@
 
     python tools/memory-probe.py history      # heap bytes the embedding history holds per window and per stream
     python tools/memory-probe.py tick 256     # RSS a tick of N 48 kHz windows grows by, after a trim
+    python tools/memory-probe.py buffers 64   # heap bytes N 48 kHz stereo s16 streams' ingest holds per stream
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from voicewatch.allocator import heap_bytes, release_free_memory
 from voicewatch.config import Config
 from voicewatch.control import resident_bytes
 from voicewatch.history import EmbeddingHistory
+from voicewatch.ingest import Ingest
 from voicewatch.pipeline import Pipeline
-from voicewatch.service import load_model_and_bank
+from voicewatch.reload import load_model_and_bank
+from voicewatch.sourceframes import FrameEncoder
 from voicewatch.windows import Window, WindowBuffer
 
 
@@ -56,5 +59,24 @@ def tick(batch: int) -> None:
               f"{heap['heap_in_use'] / 2**20:.0f} MiB, free {heap['heap_free'] / 2**20:.0f} MiB")
 
 
+def buffers(streams: int, seconds: int = 30) -> None:
+    config = Config()
+    ingest = Ingest(config.ingest, config.windows)
+    frame = (np.random.default_rng(0).standard_normal((4800, 2)) * 3000).astype("<i2")
+    encoders = [FrameEncoder(f"s{i}", 48000, 2, "s16le") for i in range(streams)]
+    release_free_memory()
+    before = held()
+    windows = 0
+    for _ in range(seconds * 10):
+        for encoder in encoders:
+            windows += len(ingest.accept(encoder.encode(frame)))  # the windows go, as a decided tick's do
+    release_free_memory()
+    used = held() - before
+    census = sum(buffer.nbytes for buffer in ingest.buffers.values())
+    print(f"buffers: {used / streams / 2**20:.3f} MiB per stream held ({census / streams / 2**20:.3f} MiB in the "
+          f"census) after {windows} windows of {streams} streams")
+
+
 if __name__ == "__main__":
-    history() if sys.argv[1] == "history" else tick(int(sys.argv[2]))
+    {"history": lambda: history(), "tick": lambda: tick(int(sys.argv[2])),
+     "buffers": lambda: buffers(int(sys.argv[2]))}[sys.argv[1]]()
