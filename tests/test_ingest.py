@@ -175,6 +175,16 @@ def test_mono_s16le_windows_are_its_exact_samples_over_32768() -> None:
     np.testing.assert_array_equal(items[1].samples, samples[8000:24000].astype(np.float32) / 32768)
 
 
+@pytest.mark.parametrize("fmt", ["s16le", "f32le"])
+def test_a_frame_is_sound_only_above_minus_60_dbfs_in_either_format(fmt: str) -> None:
+    table = ingest()
+    for seq, peak in enumerate((32, -33)):  # -60.2 dBFS, then -59.9
+        body = np.full((800, 2), peak, "<i2") if fmt == "s16le" else np.full((800, 2), peak / 32768, "<f4")
+        table.last_sound["s"] = -1.0
+        table.accept(encode_frame("s", FrameHeader(seq, 8000, 2, fmt, seq * 0.1), body.tobytes()))
+        assert (table.last_sound["s"] > 0) == (seq == 1)
+
+
 def test_wall_clock_is_carried_into_windows() -> None:
     table = ingest()
     items = table.accept(encode_frame("s", FrameHeader(0, 8000, 1, "s16le", 5.0, wall=1_800_000_000.0),
