@@ -71,6 +71,11 @@ def voices_of_split(corpus: Path, split: str, sources: frozenset[str] | None = N
             if e["split"] == split and e["kind"] == "human" and (sources is None or e.get("package") in sources)}
 
 
+def source_of(corpus: Path) -> dict[str, str]:
+    """Speaker → the source (Debian package) of its recordings; `?` where the manifest does not say."""
+    return {e["speaker"]: e.get("package", "?") for e in read_manifest(corpus)["speakers"]}
+
+
 def read_manifest(corpus: Path) -> dict:
     """The corpus' manifest.json; ValueError naming the folder when it is not a corpus."""
     try:
