@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -98,3 +99,58 @@ def test_a_data_package_whose_layout_changed_stops_the_build_with_its_name(
     soundfile.write(str(folder / "sting.ogg"), np.zeros(voices.RATE, dtype=np.float32), voices.RATE)  # 1 s only
     with pytest.raises(CorpusError, match=r"game-music: no track of 30 s or more under usr/share/music"):
         voices.music_excerpts(tmp_path / "cache", tmp_path / "corpus")
+
+
+def _als(path: Path, seconds: float) -> None:
+    """A raw Drascula line: unsigned 8-bit PCM at 11,025 Hz."""
+    t = np.arange(int(seconds * 11025)) / 11025
+    path.write_bytes((128 + 60 * np.sin(2 * np.pi * 220 * t)).astype(np.uint8).tobytes())
+
+
+def test_drascula_casts_become_test_voices_by_character_leaving_out_links_short_lines_and_small_parts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicewatch.training import voices
+
+    monkeypatch.setattr(voices, "DRASCULA_MIN_SECONDS", 2.0)
+    english = tmp_path / "cache/drascula/usr/share/scummvm/drascula/en"
+    spanish = tmp_path / "cache/drascula-spanish/usr/share/scummvm/drascula/es"
+    english.mkdir(parents=True)
+    spanish.mkdir(parents=True)
+    for name, seconds in (("12", 1.5), ("D60", 1.0), ("D3", 2.5), ("D70", 1.0), ("T1", 0.1), ("B61", 3.0),
+                          ("S4", 3.0)):  # S: sound effects, no one's voice
+        _als(english / f"{name}.ALS", seconds)
+    for name, seconds in (("12", 1.0), ("366", 1.5), ("D3", 2.0)):
+        _als(spanish / f"{name}.ALS", seconds)
+    (spanish / "B61.ALS").symlink_to("../en/B61.ALS")  # an English take under a Spanish name
+    entries = voices.drascula_speakers(tmp_path / "cache", tmp_path / "corpus")
+    assert [(e["speaker"], e["package"], len(e["files"])) for e in entries] == [
+        ("drascula-en-hacker", "drascula", 2), ("drascula-en-drascula", "drascula", 1),
+        ("drascula-en-drunk", "drascula", 1), ("drascula-es-hacker", "drascula-spanish", 2),
+        ("drascula-es-drascula", "drascula-spanish", 1)]  # the blind man's 1 s and Spanish drunk's link: left out
+    assert {e["split"] for e in entries} == {"test"} and {e["kind"] for e in entries} == {"human"}
+    assert {e["licence"] for e in entries} == {voices.DRASCULA_LICENCE}
+    line, rate = soundfile.read(str(tmp_path / "corpus" / entries[1]["files"][0]), dtype="float32")
+    assert rate == voices.RATE and len(line) == pytest.approx(2.5 * voices.RATE, abs=2)
+    assert np.abs(line).max() == pytest.approx(60 / 128, abs=0.03)
+
+
+def test_the_test_set_alone_is_its_voices_and_the_validation_music(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicewatch.training import voices
+
+    monkeypatch.setattr(voices, "DRASCULA_MIN_SECONDS", 1.0)
+    monkeypatch.setattr(voices, "MUSIC_EXCERPT_SECONDS", 2)
+    monkeypatch.setattr(voices, "MUSIC_SOURCES", {"train-music": ("usr/share/a", "GPL-2+", "train"),
+                                                  "val-music": ("usr/share/b", "GPL-2", "val")})
+    for package, inside in (("drascula", "en"), ("drascula-spanish", "es")):
+        folder = tmp_path / "cache" / package / "usr/share/scummvm/drascula" / inside
+        folder.mkdir(parents=True)
+        _als(folder / "VB1.ALS", 1.5)
+    (tmp_path / "cache/val-music/usr/share/b").mkdir(parents=True)
+    soundfile.write(str(tmp_path / "cache/val-music/usr/share/b/theme.ogg"), np.zeros(3 * voices.RATE, np.float32) + 0.1,
+                    voices.RATE)  # train-music is not in the cache: fetching it would fail the test
+    manifest = voices.build_test_set(tmp_path / "corpus", tmp_path / "cache")
+    written = json.loads((tmp_path / "corpus/manifest.json").read_text())
+    assert written == manifest
+    assert [(e["speaker"], e["split"]) for e in written["speakers"]] == [("drascula-en-vonbraun", "test"),
+                                                                         ("drascula-es-vonbraun", "test")]
+    assert [(m["package"], m["split"]) for m in written["music"]] == [("val-music", "val")]

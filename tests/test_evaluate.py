@@ -17,8 +17,9 @@ from daemon_harness import run_cli
 from synthetic_voices import VOICES, synthetic_corpus, synthetic_voice
 from voicewatch.bank import SpeakerBank
 from voicewatch.shipped import DEMO_BANK, DEMO_RECORDING, DEMO_TRUTH
-from voicewatch.training.evaluate import eer, min_dcf, read_rttm, rttm_lines, segment_counts, segment_scores
+from voicewatch.training.errorrates import eer, min_dcf
 from voicewatch.training.scorenorm import Cohort, as_norm, speaker_thresholds
+from voicewatch.training.segments import read_rttm, rttm_lines, segment_counts, segment_scores
 
 
 def test_eer_is_one_half_for_chance_and_zero_for_separable_scores() -> None:
@@ -106,8 +107,9 @@ def test_a_peer_is_walked_through_streams_the_way_the_product_walks_them(tmp_pat
     from voicewatch.audiofile import read_audio
     from voicewatch.config import Config
     from voicewatch.embedder import Embedder
-    from voicewatch.training.evaluate import _embedder_function, _scan_finder, _window_finder
+    from voicewatch.training.segments import scan_finder, window_finder
     from voicewatch.training.streams import RATE, Stream
+    from voicewatch.training.trials import embedder_function
 
     samples, rate = read_audio(DEMO_RECORDING)
     audio = torchaudio.functional.resample(torch.from_numpy(samples.reshape(len(samples), -1).mean(1)), rate, RATE).numpy()
@@ -115,8 +117,8 @@ def test_a_peer_is_walked_through_streams_the_way_the_product_walks_them(tmp_pat
     shipped, bank = Embedder.load(device="cpu"), SpeakerBank.load(DEMO_BANK)
     # a peer has no score shift: our model runs without its own on both paths
     embedder = Embedder(shipped.net, shipped.settings, model_id=shipped.model_id, threshold=shipped.threshold)
-    by_scan = _scan_finder(embedder, bank, Config(), tmp_path)(stream)
-    by_windows = _window_finder(_embedder_function(embedder, RATE), bank, Config())(stream)
+    by_scan = scan_finder(embedder, bank, Config(), tmp_path)(stream)
+    by_windows = window_finder(embedder_function(embedder, RATE), bank, Config())(stream)
     assert {s.speaker for s in by_scan} >= {"alice"}
     assert [(s.speaker, s.start, s.end) for s in by_windows] == [(s.speaker, s.start, s.end) for s in by_scan]
     assert [s.peak for s in by_windows] == pytest.approx([s.peak for s in by_scan], abs=1e-3)
@@ -129,8 +131,9 @@ def test_target_streams_search_each_stream_for_its_target_alone(tmp_path: Path) 
     from voicewatch.audiofile import read_audio
     from voicewatch.config import Config
     from voicewatch.embedder import Embedder
-    from voicewatch.training.evaluate import _embedder_function, _window_finder, evaluate_target_streams
+    from voicewatch.training.segments import evaluate_target_streams, window_finder
     from voicewatch.training.streams import RATE, Stream, Turn
+    from voicewatch.training.trials import embedder_function
 
     samples, rate = read_audio(DEMO_RECORDING)
     audio = torchaudio.functional.resample(torch.from_numpy(samples.reshape(len(samples), -1).mean(1)), rate, RATE).numpy()
@@ -144,7 +147,7 @@ def test_target_streams_search_each_stream_for_its_target_alone(tmp_path: Path) 
 
     def finder(alone: SpeakerBank):
         searched_with.append(alone.names)
-        return _window_finder(_embedder_function(embedder, RATE), alone, Config())
+        return window_finder(embedder_function(embedder, RATE), alone, Config())
 
     streams = [Stream(f"demo.{name}", name, "clean", audio, turns) for name in bank.names]
     scores = evaluate_target_streams(streams, bank, finder)
@@ -226,6 +229,51 @@ def test_eval_over_several_splits_reports_each_split_and_their_means(corpus: Pat
     assert report["mean"]["model pooled EER"] == {"mean": pytest.approx(sum(eers) / 2, abs=1e-4), "per_split": eers}
     assert set(report["mean"]) == {"model pooled EER", "model pooled minDCF", "model streams F1",
                                    "model target streams F1"}
+
+
+@pytest.fixture(scope="module")
+def test_set_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """As `--test-set-only` builds one: test voices of two sources, validation music, nothing else."""
+    folder = synthetic_corpus(tmp_path_factory.mktemp("testset"), {"test": VOICES[:4]}, clips=6)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for entry, source in zip(manifest["speakers"], ("cast-a", "cast-a", "cast-b", "cast-b"), strict=True):
+        entry["package"] = source
+    (folder / "music").mkdir()
+    tune = (0.2 * np.sin(2 * np.pi * 330 * np.arange(22050 * 10) / 22050)).astype(np.float32)
+    soundfile.write(str(folder / "music/tune.flac"), tune, 22050)
+    manifest["music"] = [{"file": "music/tune.flac", "package": "p", "licence": "GPL-2+", "split": "val"}]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_eval_test_scores_the_test_voices_of_a_test_set_corpus_by_source_and_pooled(
+        test_set_corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "test.json"
+    result = run_cli("eval", "--corpus", str(test_set_corpus), "--test", "--conditions", "clean", "--out", str(out),
+                     timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["split"] == "test" and report["voices"] == sorted(v[0] for v in VOICES[:4])
+    assert {source: s["voices"] for source, s in report["sources"].items()} == {"cast-a": 2, "cast-b": 2}
+    targets, impostors = report["trials"]["model"]["clean"]["trials"]
+    assert targets > 0 and impostors == 3 * targets  # every window against all four voices
+    assert set(report["by_source"]["model"]) == {"cast-a", "cast-b", "cross_source"}  # one bank: both casts' impostors
+    assert report["score_normalisation"] == {}  # no training voices, no cohort
+    assert set(report["streams"]) == {"clean", "all", "hours"} and report["threshold"] == pytest.approx(0.75, abs=0.3)
+
+
+def test_eval_without_test_never_scores_test_voices(test_set_corpus: Path, corpus: Path) -> None:
+    result = run_cli("eval", "--corpus", str(test_set_corpus), "--conditions", "clean", timeout=120)
+    assert result.returncode == 2 and "fewer than two validation voices" in result.stderr
+    assert "Traceback" not in result.stderr
+    test_only = run_cli("eval", "--test", "--corpus", str(corpus), timeout=120)  # a corpus without test voices
+    assert test_only.returncode == 2 and "fewer than two test voices" in test_only.stderr
+    assert "--test-set-only" in test_only.stderr
+
+
+def test_test_needs_a_corpus(tmp_path: Path) -> None:
+    result = run_cli("eval", "--test", "--rttm", str(tmp_path / "t.rttm"), "--bank", "b", "f.wav", timeout=120)
+    assert result.returncode == 2 and "--test scores a corpus' test voices: it needs --corpus" in result.stderr
 
 
 @pytest.mark.parametrize(("options", "message"), [

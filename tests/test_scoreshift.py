@@ -19,7 +19,8 @@ from voicewatch.pipeline import Pipeline
 from voicewatch.scoreshift import ScoreShift, band_statistics
 from voicewatch.sourceframes import file_frames
 from voicewatch.training.calibrate import ConditionTrials, fit_shift
-from voicewatch.training.evaluate import condition_scores, eer_threshold
+from voicewatch.training.errorrates import eer_threshold
+from voicewatch.training.trials import condition_scores
 
 N_MELS = 8
 

@@ -16,7 +16,7 @@ from voicewatch.features import FeatureSettings
 from voicewatch.training.augment import augment
 from voicewatch.training.classifier import MarginClassifier
 from voicewatch.training.distill import distill_loss, load_teacher, similarity_loss, teacher_targets
-from voicewatch.training.evaluate import eer, min_dcf, window_trials
+from voicewatch.training.errorrates import eer, min_dcf
 from voicewatch.training.train import (
     Windows,
     batch_all,
@@ -28,6 +28,7 @@ from voicewatch.training.train import (
     sample_batch,
     triplet_terms,
 )
+from voicewatch.training.trials import window_trials
 from voicewatch.training.windowcache import cache_key, cached
 
 

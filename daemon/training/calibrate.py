@@ -23,7 +23,7 @@ import torch
 from voicewatch.embedder import Embedder
 from voicewatch.enrollment import enrollment_windows, exemplar_windows
 from voicewatch.scoreshift import ScoreShift, band_statistics
-from voicewatch.training.evaluate import TEST_WINDOWS, degraded_tests, eer_threshold, enrolled_bank
+from voicewatch.training.errorrates import eer_threshold
 from voicewatch.training.streams import CONDITIONS, RATE, recorded_music, split_clips, training_voices
 from voicewatch.training.train import (
     add_threshold_argument,
@@ -32,6 +32,7 @@ from voicewatch.training.train import (
     validation_threshold,
     validation_windows,
 )
+from voicewatch.training.trials import TEST_WINDOWS, degraded_tests, enrolled_bank
 
 _LOG = logging.getLogger(__name__)
 CLASSIFIER_STEPS = 600

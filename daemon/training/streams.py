@@ -56,28 +56,38 @@ class Stream:
 
 
 def validation_voices(corpus: Path) -> dict[str, list[Path]]:
-    """The held-out (validation) human voices and their clip files."""
-    return _human_voices(corpus, held_out=True)
+    """The validation human voices and their clip files."""
+    return voices_of_split(corpus, "val")
 
 
 def training_voices(corpus: Path) -> dict[str, list[Path]]:
     """The training split's human voices and their clip files (for fitting what must not see held-out voices)."""
-    return _human_voices(corpus, held_out=False)
+    return voices_of_split(corpus, "train")
 
 
-def _human_voices(corpus: Path, held_out: bool) -> dict[str, list[Path]]:
+def voices_of_split(corpus: Path, split: str, sources: frozenset[str] | None = None) -> dict[str, list[Path]]:
+    """Human voices of one split (and of these source packages only, if given) and their clip files."""
+    return {e["speaker"]: [corpus / f for f in e["files"]] for e in read_manifest(corpus)["speakers"]
+            if e["split"] == split and e["kind"] == "human" and (sources is None or e.get("package") in sources)}
+
+
+def source_of(corpus: Path) -> dict[str, str]:
+    """Speaker → the source (Debian package) of its recordings; `?` where the manifest does not say."""
+    return {e["speaker"]: e.get("package", "?") for e in read_manifest(corpus)["speakers"]}
+
+
+def read_manifest(corpus: Path) -> dict:
+    """The corpus' manifest.json; ValueError naming the folder when it is not a corpus."""
     try:
-        manifest = json.loads((corpus / "manifest.json").read_text())
+        return json.loads((corpus / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"{corpus}: not a corpus folder (python -m voicewatch.training.voices makes one): {exc}") from None
-    return {e["speaker"]: [corpus / f for f in e["files"]] for e in manifest["speakers"]
-            if (e["split"] != "train") == held_out and e["kind"] == "human"}
 
 
 def recorded_music(corpus: Path, split: str) -> list[np.ndarray]:
-    """The corpus' recorded music excerpts of one split (none in corpora built before 2026-11-29); an excerpt that
+    """The corpus' recorded music excerpts of one split (none in corpora built without music); an excerpt that
     is missing, unreadable or silent is left out with a warning naming it."""
-    manifest = json.loads((corpus / "manifest.json").read_text())
+    manifest = read_manifest(corpus)
     tracks = []
     for entry in manifest.get("music", []):
         if entry["split"] != split:
@@ -92,7 +102,7 @@ def recorded_music(corpus: Path, split: str) -> list[np.ndarray]:
 def cohort_voices(corpus: Path, clips_per_voice: int = 8) -> dict[str, list[Path]]:
     """Training voices (human and synthetic), a few clips each: impostors for score normalisation,
     never enrolled nor tested."""
-    manifest = json.loads((corpus / "manifest.json").read_text())
+    manifest = read_manifest(corpus)
     return {e["speaker"]: [corpus / f for f in e["files"][:clips_per_voice]] for e in manifest["speakers"]
             if e["split"] == "train"}
 

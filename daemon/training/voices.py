@@ -12,6 +12,10 @@ Needs the Debian packages `espeak-ng`, `flite`, `festival` and the voices of
 FESTIVAL_VOICES installed (a missing one stops the build before anything is written) and `apt-get
 download` working; the data packages are only downloaded and unpacked, never installed.
 
+The test set, `drascula` and `drascula-spanish` (the English and Spanish casts of an adventure game), is
+written with split `test`: no training run and no choice reads it; `--test-set-only` builds it alone, with the
+validation music, for `voicewatch eval --test`.
+
 Never used, for anything: `asterisk-*`, `ktuberling-data`, `gcompris-qt-data` (reserved for an
 independent evaluation).
 """
@@ -79,6 +83,20 @@ KAJONGG_VOICES = {"kajongg-female1": ("female1", "de/female1"), "kajongg-female2
                   "kajongg-male1": ("male1", "de/male1"), "kajongg-male2": ("male2",), "kajongg-de-male2": ("de/male2",)}
 """Kajongg's spoken Mahjong calls (42 per voice folder, English and German): three people recorded both languages
 (Resemblyzer 0.90–0.96 across their two folders, so one speaker each); `male2` and `de/male2` are two others."""
+DRASCULA_LANGUAGES = {"drascula": "en", "drascula-spanish": "es"}
+"""Drascula: The Vampire Strikes Back (Alcachofa Soft, 1996), its English dub and its Spanish original: two casts
+recorded apart, each line a raw file `NAME.ALS` (8-bit unsigned PCM at 11,025 Hz)."""
+DRASCULA_CHARACTERS = {"hacker": r"\d+|D(5[6-9]|6[0-7])", "drascula": r"D([1-9]|[1-3]\d|40)", "vonbraun": r"VB\d+",
+                       "bj": r"BJ\d+", "igor": r"I\d+", "werewolf": r"L\d+", "musician": r"E\d+",
+                       "bartender": r"T\d+|D82", "drunk": r"B\d+", "blind": r"D(6[89]|7\d|8[01])", "pianist": r"P\d+"}
+"""Character → the names of their lines, as the game engine (ScummVM's `talk_*`) plays them: John Hacker's are
+numbered, and `D56`–`D67` are his too; Drascula has `D1`–`D40`, the blind man `D68`–`D81`, the bartender `D82`."""
+DRASCULA_LICENCE = "Drascula-License (Alcachofa Soft S.L.: free to copy and modify with notice, not to sell)"
+DRASCULA_MIN_SECONDS = 60.0
+"""A character joins the test set in a language only with this much speech in it (lines under 0.25 s left out)."""
+DRASCULA_RATE = 11025
+TEST_SOURCES = tuple(DRASCULA_LANGUAGES)
+"""Sources of the test set: no training run and no choice ever sees them; scored once per shipped model."""
 MUSIC_SOURCES = {
     "wesnoth-1.16-music": ("usr/share/games/wesnoth/1.16/data/core/music", "GPL-2+", "train"),
     "warzone2100-music": ("usr/share/games/warzone2100/music", "GPL-2+", "train"),
@@ -283,11 +301,41 @@ def kajongg_speakers(cache: Path, out: Path) -> list[dict]:
             for speaker, folders in KAJONGG_VOICES.items()]
 
 
-def music_excerpts(cache: Path, out: Path) -> list[dict]:
+def drascula_speakers(cache: Path, out: Path) -> list[dict]:
+    """Each cast's characters with a minute or more of speech. The Spanish package links some names to the English
+    takes (`../en/…`): those are not Spanish recordings and are left out."""
+    entries = []
+    for package, language in DRASCULA_LANGUAGES.items():
+        root = fetch_package(package, cache) / "usr/share/scummvm/drascula" / language
+        lines = sorted(path for path in root.glob("*.ALS") if not path.is_symlink())
+        if not lines:
+            raise CorpusError(f"{package}: no lines under {root.relative_to(cache)} (has the package's layout changed?)")
+        for character, pattern in DRASCULA_CHARACTERS.items():
+            clips = [clip for path in lines if re.fullmatch(pattern, path.stem) and len(clip := _raw_u8(path))]
+            seconds = sum(len(clip) for clip in clips) / RATE
+            if seconds < DRASCULA_MIN_SECONDS:
+                _LOG.info("drascula-%s-%s left out: %.0f s of speech", language, character, seconds)
+                continue
+            entries.append(recorded_voice(out, f"drascula-{language}-{character}", clips, package, DRASCULA_LICENCE,
+                                          "test"))
+    return entries
+
+
+def _raw_u8(path: Path) -> np.ndarray:
+    """A Drascula line at the model rate; empty when it is shorter than a quarter of a second."""
+    samples = (np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    if len(samples) < DRASCULA_RATE // 4:
+        return np.zeros(0, np.float32)
+    return torchaudio.functional.resample(torch.from_numpy(samples), DRASCULA_RATE, RATE).numpy()
+
+
+def music_excerpts(cache: Path, out: Path, splits: tuple[str, ...] = ("train", "val")) -> list[dict]:
     folder = out / "music"
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for package, (inside, licence, split) in MUSIC_SOURCES.items():
+        if split not in splits:
+            continue
         tracks = sorted(p for p in (fetch_package(package, cache) / inside).rglob("*")
                         if p.suffix in (".ogg", ".opus"))
         length = MUSIC_EXCERPT_SECONDS * RATE
@@ -359,8 +407,19 @@ def build(out: Path, cache: Path, per_speaker: int = 12) -> dict:
                + codec2_speakers(cache, out) + fillets_speakers(cache, out) + kajongg_speakers(cache, out)
                + flite_speakers(out, per_speaker) + festival_speakers(out, per_speaker)
                + espeak_speakers(out, per_speaker))
-    manifest = {"rate": RATE, "speakers": entries, "music": music_excerpts(cache, out),
-                "note": "validation speakers are held out of training; reserved evaluation packages are never used"}
+    return write_manifest(out, entries + drascula_speakers(cache, out), music_excerpts(cache, out))
+
+
+def build_test_set(out: Path, cache: Path) -> dict:
+    """The test sources' voices and the music of the validation streams, nothing else (no synthesisers needed)."""
+    return write_manifest(out, drascula_speakers(cache, out),
+                          music_excerpts(cache, out, ("val",)))
+
+
+def write_manifest(out: Path, speakers: list[dict], music: list[dict]) -> dict:
+    manifest = {"rate": RATE, "speakers": speakers, "music": music,
+                "note": "validation and test speakers are held out of training; reserved evaluation packages are "
+                        "never used"}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
@@ -369,13 +428,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--cache", type=Path, default=Path("corpus-cache"))
+    parser.add_argument("--test-set-only", action="store_true",
+                        help="build only the test sources' voices and the validation music (for `voicewatch eval --test`)")
     parser.add_argument("--per-speaker", type=int, default=12, help="synthesised sentences per synthetic voice")
     args = parser.parse_args()
     if args.per_speaker < 1:
         parser.error(f"--per-speaker must be 1 or more, not {args.per_speaker}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        manifest = build(args.out, args.cache, args.per_speaker)
+        manifest = (build_test_set(args.out, args.cache) if args.test_set_only
+                    else build(args.out, args.cache, args.per_speaker))
     except CorpusError as exc:
         print(f"voicewatch corpus: {exc}", file=sys.stderr)
         sys.exit(2)
