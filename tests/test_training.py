@@ -15,13 +15,12 @@ from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.features import FeatureSettings
 from voicewatch.training.augment import augment
 from voicewatch.training.classifier import MarginClassifier
+from voicewatch.training.data import Windows, build_windows
 from voicewatch.training.distill import distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.evaluate import eer, min_dcf, window_trials
 from voicewatch.training.train import (
-    Windows,
     batch_all,
     batch_hard,
-    build_windows,
     copy_sources,
     mine_outside,
     parse_speeds,

@@ -29,79 +29,17 @@ import torch.nn.functional as F
 
 from voicewatch.atomicfile import atomic_write_bytes
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
-from voicewatch.enrollment import enrollment_windows, load_clip
-from voicewatch.features import FeatureExtractor, FeatureSettings
-from voicewatch.training.augment import BED_SHARE, MUSIC_SHARE, any_music_bed, augment, check_music_share, noise_bed
+from voicewatch.features import FeatureSettings
+from voicewatch.training.augment import BED_SHARE, MUSIC_SHARE, check_music_share
 from voicewatch.training.classifier import MarginClassifier
-from voicewatch.training.distill import ModelTeacher, Teacher, distill_loss, load_teacher, similarity_loss, teacher_targets
+from voicewatch.training.data import Windows, build_windows, validation_windows
+from voicewatch.training.distill import ModelTeacher, distill_loss, load_teacher, similarity_loss
 from voicewatch.training.evaluate import net_window_trials, threshold_at_false_alarm, window_trials_eer
 from voicewatch.training.memory import Memory
-from voicewatch.training.streams import recorded_music
+from voicewatch.training.pretrain import load_encoder
 from voicewatch.training.windowcache import cache_key, cached
 
 _LOG = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class Windows:
-    features: torch.Tensor
-    """[N, n_mels, frames] float16."""
-    labels: torch.Tensor
-    """[N] speaker index."""
-    speakers: list[str]
-    targets: torch.Tensor | None = None
-    """[N, teacher dim]: the teacher's embedding of each window's clean copy (with `--teacher`)."""
-
-
-def speaker_windows(corpus: Path, entry: dict, rate: int, speed: float = 1.0) -> np.ndarray:
-    clips = [load_clip(corpus / f, rate) for f in entry["files"]]
-    if speed != 1.0:
-        resampled = []
-        for clip in clips:
-            wave = torch.from_numpy(clip.samples)
-            # playing `speed` times faster shifts pitch and formants: a different pseudo-speaker
-            wave = torch.nn.functional.interpolate(wave[None, None], scale_factor=1 / speed, mode="linear")[0, 0]
-            resampled.append(dataclasses.replace(clip, samples=wave.numpy()))
-        clips = resampled
-    return enrollment_windows(clips, rate)
-
-
-def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: int, seed: int,
-                  speeds: tuple[float, ...] = (1.0,), teacher: Teacher | None = None,
-                  music_share: float = MUSIC_SHARE) -> Windows:
-    manifest = json.loads((corpus / "manifest.json").read_text())
-    music = recorded_music(corpus, split)
-    extractor = FeatureExtractor(settings)
-    rng = np.random.default_rng(seed)
-    features, labels, speakers, targets = [], [], [], []
-    for entry in manifest["speakers"]:
-        if entry["split"] != split:
-            continue
-        for speed in speeds if entry["kind"] == "human" else (1.0,):
-            windows = speaker_windows(corpus, entry, settings.sample_rate, speed)
-            if len(windows) < 4:
-                continue
-            label = len(speakers)
-            speakers.append(entry["speaker"] + ("" if speed == 1.0 else f"@{speed}"))
-            if teacher is not None:
-                targets += [teacher_targets(teacher, windows, settings.sample_rate)] * copies
-            for copy in range(copies):
-                waves = windows if copy == 0 else augment(windows, settings.sample_rate, rng, music=music,
-                                                                 music_share=music_share)
-                with torch.inference_mode():
-                    features.append(extractor(torch.from_numpy(waves), settings.sample_rate).half())
-                labels.append(torch.full((len(windows),), label))
-    if split == "train":
-        for name, waves in non_speech_windows(settings.sample_rate, 200, rng, music).items():
-            speakers.append(name)
-            if teacher is not None:
-                targets.append(teacher_targets(teacher, waves, settings.sample_rate))
-            with torch.inference_mode():
-                features.append(extractor(torch.from_numpy(waves), settings.sample_rate).half())
-            labels.append(torch.full((len(waves),), len(speakers) - 1))
-    _LOG.info("%s: %d speakers, %d windows × %d copies", split, len(speakers), sum(len(f) for f in features) // copies,
-              copies)
-    return Windows(torch.cat(features), torch.cat(labels), speakers, torch.cat(targets) if targets else None)
 
 
 def parse_speeds(text: str) -> tuple[float, ...]:
@@ -130,30 +68,12 @@ def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
                         help="the model's detection threshold lets this share of validation impostor windows through")
 
 
-def validation_windows(corpus: Path, settings: FeatureSettings, seed: int, cache: Path | None) -> Windows:
-    """The held-out voices' windows, clean and one degraded copy, drawn as the run of `seed` draws them."""
-    recipe = {"split": "val", "copies": 2, "seed": seed + 1, "features": dataclasses.asdict(settings)}
-    return cached(cache, cache_key(corpus, **recipe), Windows, lambda: build_windows(corpus, "val", settings, 2, seed + 1))
-
-
 def validation_threshold(net: torch.nn.Module, val: Windows, false_alarm: float,
                          shift: torch.nn.Module | None = None) -> float:
     """A model's detection threshold, fixed from validation windows (never from a stream's scores): the score
     that `false_alarm` of the impostor windows reach (with the model's score shift, if it has one)."""
     with torch.no_grad():
         return threshold_at_false_alarm(net_window_trials(net, val.features, val.labels, shift)[1], false_alarm)
-
-
-def non_speech_windows(rate: int, count: int, rng: np.random.Generator,
-                       recorded: list[np.ndarray] = ()) -> dict[str, np.ndarray]:
-    """Classes of windows without a voice — noise, music (from `recorded` tracks half the time when given),
-    near-silence — so that the embedding puts what a broadcast carries between speakers far from every speaker."""
-    length = 2 * rate
-    level = lambda: 10 ** (rng.uniform(-50, -10) / 20)  # noqa: E731
-    noise = np.stack([noise_bed(length, rng) * level() for _ in range(count)])
-    music = np.stack([any_music_bed(length, rate, rng, recorded) * level() / 3 for _ in range(count)])
-    quiet = np.stack([noise_bed(length, rng) * 10 ** (rng.uniform(-80, -55) / 20) for _ in range(count)])
-    return {"~noise": noise.astype(np.float32), "~music": music.astype(np.float32), "~quiet": quiet.astype(np.float32)}
 
 
 def triplet_terms(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, margin: float) -> torch.Tensor:
@@ -260,8 +180,6 @@ def train(args: argparse.Namespace) -> dict:
     val = validation_windows(args.corpus, settings, args.seed, args.window_cache)
     net = EmbedderNet(settings.n_mels, architecture)
     if args.init is not None:
-        from voicewatch.training.pretrain import load_encoder
-
         try:
             net.load_state_dict(load_encoder(args.init), strict=False)
         except RuntimeError as exc:  # shapes of another architecture
