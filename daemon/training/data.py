@@ -102,3 +102,34 @@ def non_speech_windows(rate: int, count: int, rng: np.random.Generator,
 
 
 
+
+def corpus_sources(corpus: Path) -> dict[str, str]:
+    """Each voice of the corpus → its source (the Debian package it comes from, the manifest's `package`)."""
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    return {entry["speaker"]: entry.get("package", "") for entry in manifest["speakers"]}
+
+
+def check_sources(corpus: Path, sources: tuple[str, ...]) -> None:
+    """Refuses source names that no voice of the corpus comes from (a typo would hold out nothing)."""
+    known = set(corpus_sources(corpus).values()) - {""}
+    unknown = sorted(set(sources) - known)
+    if unknown:
+        raise ValueError(f"--hold-out: no voice of {corpus} comes from {', '.join(unknown)}; its sources are "
+                         f"{', '.join(sorted(known))}")
+
+
+def without_sources(windows: Windows, corpus: Path, sources: tuple[str, ...]) -> Windows:
+    """`windows` less every voice of these sources, with its speed copies and augmented copies; the other rows keep
+    their order (each voice's copies stay in blocks, as `build_windows` laid them out) and the labels are renumbered.
+    Applied to windows as prepared (and cached), so one window cache serves every choice of held-out sources."""
+    if not sources:
+        return windows
+    source_of = corpus_sources(corpus)
+    kept = [label for label, name in enumerate(windows.speakers) if source_of.get(name.split("@")[0]) not in sources]
+    renumber = torch.full((len(windows.speakers),), -1, dtype=windows.labels.dtype)
+    renumber[kept] = torch.arange(len(kept), dtype=windows.labels.dtype)
+    rows = renumber[windows.labels] >= 0
+    _LOG.info("held out %s: %d of %d voices and %d of %d windows left", ", ".join(sources), len(kept),
+              len(windows.speakers), int(rows.sum()), len(rows))
+    return Windows(windows.features[rows], renumber[windows.labels[rows]], [windows.speakers[k] for k in kept],
+                   windows.targets[rows] if windows.targets is not None else None)

@@ -32,7 +32,7 @@ from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.features import FeatureSettings
 from voicewatch.training.augment import BED_SHARE, MUSIC_SHARE, check_music_share
 from voicewatch.training.classifier import MarginClassifier
-from voicewatch.training.data import Windows, build_windows, validation_windows
+from voicewatch.training.data import Windows, build_windows, check_sources, validation_windows, without_sources
 from voicewatch.training.distill import ModelTeacher, distill_loss, load_teacher, similarity_loss
 from voicewatch.training.evaluate import net_window_trials, threshold_at_false_alarm, window_trials_eer
 from voicewatch.training.memory import Memory
@@ -51,6 +51,16 @@ def parse_speeds(text: str) -> tuple[float, ...]:
     if speeds[0] != 1.0 or not all(0.5 <= speed <= 2.0 for speed in speeds) or len(set(speeds)) < len(speeds):
         raise ValueError(f"--speeds must start with 1.0 and hold distinct speeds between 0.5 and 2, not {text!r}")
     return speeds
+
+
+def parse_sources(text: str | None) -> tuple[str, ...]:
+    """`--hold-out`: comma-separated sources (Debian package names), each once."""
+    if text is None:
+        return ()
+    sources = tuple(part.strip() for part in text.split(","))
+    if not all(sources) or len(set(sources)) < len(sources):
+        raise ValueError(f"--hold-out must name sources separated by commas, each once, not {text!r}")
+    return sources
 
 
 def check_corpus(corpus: Path) -> None:
@@ -159,6 +169,8 @@ def train(args: argparse.Namespace) -> dict:
                          "features, which a net that keeps the band means never sees")
     speeds = parse_speeds(args.speeds)
     check_corpus(args.corpus)
+    held_out = parse_sources(args.hold_out)
+    check_sources(args.corpus, held_out)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     torch.set_num_threads(args.threads)
@@ -177,7 +189,10 @@ def train(args: argparse.Namespace) -> dict:
     data = cached(args.window_cache, cache_key(args.corpus, **train_recipe), Windows, lambda: build_windows(
         args.corpus, "train", settings, args.copies, args.seed, speeds=speeds, teacher=clean_teacher,
         music_share=args.music_share))
-    val = validation_windows(args.corpus, settings, args.seed, args.window_cache)
+    data = without_sources(data, args.corpus, held_out)  # after the cache: every held-out choice shares its windows
+    val = without_sources(validation_windows(args.corpus, settings, args.seed, args.window_cache), args.corpus, held_out)
+    if len(val.speakers) < 2:
+        raise ValueError(f"--hold-out {','.join(held_out)} leaves fewer than two validation voices to fix the threshold on")
     net = EmbedderNet(settings.n_mels, architecture)
     if args.init is not None:
         try:
@@ -269,7 +284,7 @@ def train(args: argparse.Namespace) -> dict:
               "init": str(args.init) if args.init else None, "memory": args.memory,
               "teacher": teacher.name if teacher else None, "distill_loss": args.distill_loss if teacher else None,
               "classify_weight": args.classify_weight, "speeds": list(speeds), "paired_copies": args.paired_copies,
-              "music_share": args.music_share}
+              "music_share": args.music_share, "held_out": list(held_out)}
     embedder.save(args.out, extra=result)
     atomic_write_bytes(Path(str(args.out) + ".log.json"), json.dumps({"result": result, "log": log}, indent=1).encode())
     return result
@@ -320,6 +335,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weight of an additive-margin softmax over all training speakers beside the triplet loss "
                              "(training only; 0 = off)")
     add_threshold_argument(parser)
+    parser.add_argument("--hold-out", metavar="SOURCE[,SOURCE…]",
+                        help="leave every voice of these sources (the corpus manifest's `package`) out of training, "
+                             "validation and the threshold: a fold of leave-one-source-out validation (`voicewatch loso`)")
     parser.add_argument("--window-cache", type=Path, metavar="DIR",
                         help="keep prepared training windows here and reuse them when corpus and recipe match (~2.7 GB per seed)")
     parser.add_argument("--eval-every", type=int, default=250)
