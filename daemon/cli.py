@@ -328,6 +328,7 @@ LAZY_COMMANDS = {
     "calibrate": ("voicewatch.training.calibrate", "fit a model's score shift for broadcast conditions on training voices"),
     "pretrain": ("voicewatch.training.pretrain", "pre-train the embedder's conv blocks as an autoencoder"),
     "eval": ("voicewatch.training.evaluate", "EER/minDCF on window trials and segment F1 on annotated streams"),
+    "loso": ("voicewatch.training.loso", "leave-one-source-out validation: fold models scored on the sources they never met"),
     "web": ("voicewatch.web", "serve the live timeline page of a running core (history, clips, confirm/reject)"),
     "report": ("voicewatch.report", "a static report of the event log (per channel and speaker) as HTML or CSV"),
 }

@@ -29,8 +29,10 @@ def synthetic_voice(f0: float, formants: tuple[float, float], seconds: float, se
     return (audio / np.abs(audio).max() * 0.3).astype(np.float32)
 
 
-def synthetic_corpus(folder: Path, splits: dict[str, list[tuple[str, float, tuple[float, float]]]], clips: int = 9) -> Path:
-    """A corpus folder as `python -m voicewatch.training.voices` makes one: FLAC clips and manifest.json."""
+def synthetic_corpus(folder: Path, splits: dict[str, list[tuple[str, float, tuple[float, float]]]], clips: int = 9,
+                     sources: dict[str, str] | None = None) -> Path:
+    """A corpus folder as `python -m voicewatch.training.voices` makes one: FLAC clips and manifest.json; each voice's
+    source (`package`) from `sources`, else a source of its own."""
     speakers = []
     folder.mkdir(parents=True, exist_ok=True)
     for split, voices in splits.items():
@@ -40,6 +42,7 @@ def synthetic_corpus(folder: Path, splits: dict[str, list[tuple[str, float, tupl
                 path = folder / f"{name}-{clip}.flac"
                 soundfile.write(str(path), synthetic_voice(f0, formants, 4.0, seed=index * 100 + clip + len(split)), 22050)
                 files.append(path.name)
-            speakers.append({"speaker": name, "split": split, "kind": "human", "files": files})
+            speakers.append({"speaker": name, "split": split, "kind": "human", "files": files,
+                             "package": (sources or {}).get(name, f"{name}-data")})
     (folder / "manifest.json").write_text(json.dumps({"rate": 22050, "speakers": speakers}))
     return folder

@@ -202,7 +202,8 @@ def test_calibrate_refuses_bad_settings_and_corpora_without_writing(tmp_path: Pa
 
 
 def test_the_threshold_is_fixed_on_shifted_validation_scores(small: Embedder) -> None:
-    from voicewatch.training.train import Windows, validation_threshold
+    from voicewatch.training.data import Windows
+    from voicewatch.training.train import validation_threshold
 
     torch.manual_seed(1)
     val = Windows(torch.randn(60, 128, 20), torch.arange(6).repeat_interleave(10), [f"v{i}" for i in range(6)])

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from safetensors import safe_open
 
 from daemon_harness import run_cli
 from synthetic_voices import VOICES, synthetic_corpus
@@ -130,3 +131,29 @@ def test_the_shipped_recipe_trains_with_resemblyzer_as_teacher_into_a_model_that
     alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert alone.returncode == 0, alone.stderr  # the teacher is not needed to run it
     assert alone.stdout.split() == ["192", "True", "True", "False"]
+
+
+def test_a_fold_holds_its_sources_out_of_training_and_validation_from_the_same_window_cache(tmp_path: Path) -> None:
+    sources = {"low": "a-data", "mid": "b-data", "high": "b-data", "deep": "c-data", "bright": "c-data"}
+    corpus = synthetic_corpus(tmp_path / "corpus", {"train": VOICES[:2], "val": VOICES[2:]}, clips=4, sources=sources)
+    small = ("--corpus", str(corpus), "--channels", "16,16", "--steps", "2", "--batch-speakers", "3",
+             "--batch-per-speaker", "2", "--copies", "2", "--eval-every", "2", "--threads", "1", "--speeds", "1.0",
+             "--window-cache", str(tmp_path / "windows"))
+    whole = run_cli("train", *small, "--out", str(tmp_path / "whole.safetensors"), timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    assert json.loads(whole.stdout)["held_out"] == [] and json.loads(whole.stdout)["val_speakers"] == 3
+    fold = tmp_path / "fold.safetensors"
+    held = run_cli("train", *small, "--out", str(fold), "--hold-out", "b-data", timeout=600)
+    assert held.returncode == 0, held.stderr
+    result = json.loads(held.stdout)
+    assert result["held_out"] == ["b-data"] and result["val_speakers"] == 2  # high (validation) left out
+    assert result["train_speakers"] == 1 + 3  # low and the three non-speech classes: mid left out
+    assert held.stderr.count("windows from") == 2  # the windows the whole run prepared
+    assert len(list((tmp_path / "windows").glob("*.pt"))) == 2
+    with safe_open(str(fold), "pt") as model:
+        assert json.loads(model.metadata()["info"])["held_out"] == ["b-data"]
+    for option, message in (("nowhere-data", "no voice of"), ("b-data,b-data", "each once"),
+                            ("c-data", "leaves fewer than two validation voices")):
+        refused = run_cli("train", *small, "--out", str(tmp_path / "r.safetensors"), "--hold-out", option, timeout=600)
+        assert refused.returncode == 2 and message in refused.stderr, (option, refused.stderr)
+    assert not (tmp_path / "r.safetensors").exists()

@@ -15,13 +15,12 @@ from voicewatch.embedder import Architecture, Embedder, EmbedderNet
 from voicewatch.features import FeatureSettings
 from voicewatch.training.augment import augment
 from voicewatch.training.classifier import MarginClassifier
+from voicewatch.training.data import Windows, build_windows, check_sources, without_sources
 from voicewatch.training.distill import distill_loss, load_teacher, similarity_loss, teacher_targets
 from voicewatch.training.errorrates import eer, min_dcf
 from voicewatch.training.train import (
-    Windows,
     batch_all,
     batch_hard,
-    build_windows,
     copy_sources,
     mine_outside,
     parse_speeds,
@@ -212,6 +211,24 @@ def test_each_training_row_knows_the_clean_window_it_is_a_copy_of(tmp_path: Path
             assert len(drawn.unique()) == 4
         else:  # two windows, each in two different copies
             assert len(drawn.unique()) == 4 and sorted(torch.bincount(sources[drawn]).tolist())[-2:] == [2, 2]
+
+
+def test_holding_out_a_source_drops_its_voices_with_every_speed_and_augmented_copy(tmp_path: Path) -> None:
+    sources = {"low": "a-data", "mid": "a-data", "high": "b-data"}
+    corpus = synthetic_corpus(tmp_path / "corpus", {"train": VOICES[:3], "val": VOICES[3:]}, clips=4, sources=sources)
+    data = build_windows(corpus, "train", FeatureSettings(), copies=2, seed=1, speeds=(1.0, 1.1))
+    kept = without_sources(data, corpus, ("a-data",))
+    assert kept.speakers == ["high", "high@1.1", "~noise", "~music", "~quiet"]
+    assert torch.equal(kept.labels.unique(), torch.arange(5))  # renumbered: batches draw labels 0…N-1
+    for label, name in enumerate(kept.speakers):  # the same rows, in the same order
+        assert torch.equal(kept.features[kept.labels == label], data.features[data.labels == data.speakers.index(name)])
+    removed = int((data.labels < data.speakers.index("high")).sum())  # the a-data voices come first
+    assert torch.equal(copy_sources(kept.labels, kept.speakers, 2),  # copies still pair with their clean window
+                       copy_sources(data.labels, data.speakers, 2)[removed:] - removed)
+    assert without_sources(data, corpus, ()) is data
+    check_sources(corpus, ("a-data", "b-data"))
+    with pytest.raises(ValueError, match="no voice of .* comes from nowhere-data; its sources are a-data, b-data"):
+        check_sources(corpus, ("a-data", "nowhere-data"))
 
 
 def test_speeds_start_with_the_voice_itself_and_stay_distinct_and_plausible() -> None:

@@ -23,6 +23,7 @@ import torch
 from voicewatch.embedder import Embedder
 from voicewatch.enrollment import enrollment_windows, exemplar_windows
 from voicewatch.scoreshift import ScoreShift, band_statistics
+from voicewatch.training.data import validation_windows
 from voicewatch.training.errorrates import eer_threshold
 from voicewatch.training.streams import CONDITIONS, RATE, recorded_music, split_clips, training_voices
 from voicewatch.training.train import (
@@ -30,7 +31,6 @@ from voicewatch.training.train import (
     check_corpus,
     check_false_alarm_rate,
     validation_threshold,
-    validation_windows,
 )
 from voicewatch.training.trials import TEST_WINDOWS, degraded_tests, enrolled_bank
 

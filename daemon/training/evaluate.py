@@ -53,10 +53,8 @@ from voicewatch.training.trials import (
     condition_scores,
     embedder_function,
     enrolled_bank,
-    net_window_trials,  # noqa: F401  (re-exported: train.py imports it from here)
     normalisation_report,
     shift_function,
-    window_trials_eer,  # noqa: F401  (re-exported: train.py imports it from here)
 )
 
 _LOG = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 
 from voicewatch.embedder import Embedder, fuse
+from voicewatch.training.data import validation_windows
 from voicewatch.training.train import (
     add_threshold_argument,
     check_corpus,
     check_false_alarm_rate,
     validation_threshold,
-    validation_windows,
 )
 
 _LOG = logging.getLogger(__name__)

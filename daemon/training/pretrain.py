@@ -25,6 +25,7 @@ from torch import nn
 from voicewatch.atomicfile import atomic_write_bytes
 from voicewatch.embedder import Architecture, ConvBlock, centre_each_band
 from voicewatch.features import FeatureSettings
+from voicewatch.training.data import build_windows
 
 _LOG = logging.getLogger(__name__)
 
@@ -70,8 +71,6 @@ def load_encoder(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def pretrain(args: argparse.Namespace) -> dict:
-    from voicewatch.training.train import build_windows
-
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     torch.set_num_threads(args.threads)

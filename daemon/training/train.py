@@ -29,79 +29,18 @@ import torch.nn.functional as F
 
 from voicewatch.atomicfile import atomic_write_bytes
 from voicewatch.embedder import Architecture, Embedder, EmbedderNet
-from voicewatch.enrollment import enrollment_windows, load_clip
-from voicewatch.features import FeatureExtractor, FeatureSettings
-from voicewatch.training.augment import BED_SHARE, MUSIC_SHARE, any_music_bed, augment, check_music_share, noise_bed
+from voicewatch.features import FeatureSettings
+from voicewatch.training.augment import BED_SHARE, MUSIC_SHARE, check_music_share
 from voicewatch.training.classifier import MarginClassifier
-from voicewatch.training.distill import ModelTeacher, Teacher, distill_loss, load_teacher, similarity_loss, teacher_targets
-from voicewatch.training.evaluate import net_window_trials, threshold_at_false_alarm, window_trials_eer
+from voicewatch.training.data import Windows, build_windows, check_sources, validation_windows, without_sources
+from voicewatch.training.distill import ModelTeacher, distill_loss, load_teacher, similarity_loss
+from voicewatch.training.errorrates import threshold_at_false_alarm
 from voicewatch.training.memory import Memory
-from voicewatch.training.streams import recorded_music
+from voicewatch.training.pretrain import load_encoder
+from voicewatch.training.trials import net_window_trials, window_trials_eer
 from voicewatch.training.windowcache import cache_key, cached
 
 _LOG = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class Windows:
-    features: torch.Tensor
-    """[N, n_mels, frames] float16."""
-    labels: torch.Tensor
-    """[N] speaker index."""
-    speakers: list[str]
-    targets: torch.Tensor | None = None
-    """[N, teacher dim]: the teacher's embedding of each window's clean copy (with `--teacher`)."""
-
-
-def speaker_windows(corpus: Path, entry: dict, rate: int, speed: float = 1.0) -> np.ndarray:
-    clips = [load_clip(corpus / f, rate) for f in entry["files"]]
-    if speed != 1.0:
-        resampled = []
-        for clip in clips:
-            wave = torch.from_numpy(clip.samples)
-            # playing `speed` times faster shifts pitch and formants: a different pseudo-speaker
-            wave = torch.nn.functional.interpolate(wave[None, None], scale_factor=1 / speed, mode="linear")[0, 0]
-            resampled.append(dataclasses.replace(clip, samples=wave.numpy()))
-        clips = resampled
-    return enrollment_windows(clips, rate)
-
-
-def build_windows(corpus: Path, split: str, settings: FeatureSettings, copies: int, seed: int,
-                  speeds: tuple[float, ...] = (1.0,), teacher: Teacher | None = None,
-                  music_share: float = MUSIC_SHARE) -> Windows:
-    manifest = json.loads((corpus / "manifest.json").read_text())
-    music = recorded_music(corpus, split)
-    extractor = FeatureExtractor(settings)
-    rng = np.random.default_rng(seed)
-    features, labels, speakers, targets = [], [], [], []
-    for entry in manifest["speakers"]:
-        if entry["split"] != split:
-            continue
-        for speed in speeds if entry["kind"] == "human" else (1.0,):
-            windows = speaker_windows(corpus, entry, settings.sample_rate, speed)
-            if len(windows) < 4:
-                continue
-            label = len(speakers)
-            speakers.append(entry["speaker"] + ("" if speed == 1.0 else f"@{speed}"))
-            if teacher is not None:
-                targets += [teacher_targets(teacher, windows, settings.sample_rate)] * copies
-            for copy in range(copies):
-                waves = windows if copy == 0 else augment(windows, settings.sample_rate, rng, music=music,
-                                                                 music_share=music_share)
-                with torch.inference_mode():
-                    features.append(extractor(torch.from_numpy(waves), settings.sample_rate).half())
-                labels.append(torch.full((len(windows),), label))
-    if split == "train":
-        for name, waves in non_speech_windows(settings.sample_rate, 200, rng, music).items():
-            speakers.append(name)
-            if teacher is not None:
-                targets.append(teacher_targets(teacher, waves, settings.sample_rate))
-            with torch.inference_mode():
-                features.append(extractor(torch.from_numpy(waves), settings.sample_rate).half())
-            labels.append(torch.full((len(waves),), len(speakers) - 1))
-    _LOG.info("%s: %d speakers, %d windows × %d copies", split, len(speakers), sum(len(f) for f in features) // copies,
-              copies)
-    return Windows(torch.cat(features), torch.cat(labels), speakers, torch.cat(targets) if targets else None)
 
 
 def parse_speeds(text: str) -> tuple[float, ...]:
@@ -113,6 +52,16 @@ def parse_speeds(text: str) -> tuple[float, ...]:
     if speeds[0] != 1.0 or not all(0.5 <= speed <= 2.0 for speed in speeds) or len(set(speeds)) < len(speeds):
         raise ValueError(f"--speeds must start with 1.0 and hold distinct speeds between 0.5 and 2, not {text!r}")
     return speeds
+
+
+def parse_sources(text: str | None) -> tuple[str, ...]:
+    """`--hold-out`: comma-separated sources (Debian package names), each once."""
+    if text is None:
+        return ()
+    sources = tuple(part.strip() for part in text.split(","))
+    if not all(sources) or len(set(sources)) < len(sources):
+        raise ValueError(f"--hold-out must name sources separated by commas, each once, not {text!r}")
+    return sources
 
 
 def check_corpus(corpus: Path) -> None:
@@ -130,30 +79,12 @@ def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
                         help="the model's detection threshold lets this share of validation impostor windows through")
 
 
-def validation_windows(corpus: Path, settings: FeatureSettings, seed: int, cache: Path | None) -> Windows:
-    """The held-out voices' windows, clean and one degraded copy, drawn as the run of `seed` draws them."""
-    recipe = {"split": "val", "copies": 2, "seed": seed + 1, "features": dataclasses.asdict(settings)}
-    return cached(cache, cache_key(corpus, **recipe), Windows, lambda: build_windows(corpus, "val", settings, 2, seed + 1))
-
-
 def validation_threshold(net: torch.nn.Module, val: Windows, false_alarm: float,
                          shift: torch.nn.Module | None = None) -> float:
     """A model's detection threshold, fixed from validation windows (never from a stream's scores): the score
     that `false_alarm` of the impostor windows reach (with the model's score shift, if it has one)."""
     with torch.no_grad():
         return threshold_at_false_alarm(net_window_trials(net, val.features, val.labels, shift)[1], false_alarm)
-
-
-def non_speech_windows(rate: int, count: int, rng: np.random.Generator,
-                       recorded: list[np.ndarray] = ()) -> dict[str, np.ndarray]:
-    """Classes of windows without a voice — noise, music (from `recorded` tracks half the time when given),
-    near-silence — so that the embedding puts what a broadcast carries between speakers far from every speaker."""
-    length = 2 * rate
-    level = lambda: 10 ** (rng.uniform(-50, -10) / 20)  # noqa: E731
-    noise = np.stack([noise_bed(length, rng) * level() for _ in range(count)])
-    music = np.stack([any_music_bed(length, rate, rng, recorded) * level() / 3 for _ in range(count)])
-    quiet = np.stack([noise_bed(length, rng) * 10 ** (rng.uniform(-80, -55) / 20) for _ in range(count)])
-    return {"~noise": noise.astype(np.float32), "~music": music.astype(np.float32), "~quiet": quiet.astype(np.float32)}
 
 
 def triplet_terms(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, margin: float) -> torch.Tensor:
@@ -239,6 +170,8 @@ def train(args: argparse.Namespace) -> dict:
                          "features, which a net that keeps the band means never sees")
     speeds = parse_speeds(args.speeds)
     check_corpus(args.corpus)
+    held_out = parse_sources(args.hold_out)
+    check_sources(args.corpus, held_out)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     torch.set_num_threads(args.threads)
@@ -257,11 +190,12 @@ def train(args: argparse.Namespace) -> dict:
     data = cached(args.window_cache, cache_key(args.corpus, **train_recipe), Windows, lambda: build_windows(
         args.corpus, "train", settings, args.copies, args.seed, speeds=speeds, teacher=clean_teacher,
         music_share=args.music_share))
-    val = validation_windows(args.corpus, settings, args.seed, args.window_cache)
+    data = without_sources(data, args.corpus, held_out)  # after the cache: every held-out choice shares its windows
+    val = without_sources(validation_windows(args.corpus, settings, args.seed, args.window_cache), args.corpus, held_out)
+    if len(val.speakers) < 2:
+        raise ValueError(f"--hold-out {','.join(held_out)} leaves fewer than two validation voices to fix the threshold on")
     net = EmbedderNet(settings.n_mels, architecture)
     if args.init is not None:
-        from voicewatch.training.pretrain import load_encoder
-
         try:
             net.load_state_dict(load_encoder(args.init), strict=False)
         except RuntimeError as exc:  # shapes of another architecture
@@ -351,7 +285,7 @@ def train(args: argparse.Namespace) -> dict:
               "init": str(args.init) if args.init else None, "memory": args.memory,
               "teacher": teacher.name if teacher else None, "distill_loss": args.distill_loss if teacher else None,
               "classify_weight": args.classify_weight, "speeds": list(speeds), "paired_copies": args.paired_copies,
-              "music_share": args.music_share}
+              "music_share": args.music_share, "held_out": list(held_out)}
     embedder.save(args.out, extra=result)
     atomic_write_bytes(Path(str(args.out) + ".log.json"), json.dumps({"result": result, "log": log}, indent=1).encode())
     return result
@@ -402,6 +336,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weight of an additive-margin softmax over all training speakers beside the triplet loss "
                              "(training only; 0 = off)")
     add_threshold_argument(parser)
+    parser.add_argument("--hold-out", metavar="SOURCE[,SOURCE…]",
+                        help="leave every voice of these sources (the corpus manifest's `package`) out of training, "
+                             "validation and the threshold: a fold of leave-one-source-out validation (`voicewatch loso`)")
     parser.add_argument("--window-cache", type=Path, metavar="DIR",
                         help="keep prepared training windows here and reuse them when corpus and recipe match (~2.7 GB per seed)")
     parser.add_argument("--eval-every", type=int, default=250)
