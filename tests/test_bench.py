@@ -26,8 +26,8 @@ def test_a_tiny_live_and_offline_run_prints_one_json_line_with_every_figure() ->
     assert report["device"] == ("cuda" if report["machine"]["gpu"] else "cpu")  # the core's own device
     assert STAGES <= set(report["stage_ms_per_window"])
     assert report["small_frames"]["frame_ms"] == 20.0 and report["small_frames"]["streams"] == 1
-    held = report["memory_mib_per_stream"]  # a window and a hop of 48 kHz float32; the history's whole ring or none yet
-    assert held["window_buffers"] == round(3 * 48000 * 4 / 2**20, 3) and held["history"] in (0.0, 0.371)
+    held = report["memory_mib_per_stream"]  # one 2 s window of 48 kHz s16le; the history's whole ring or none yet
+    assert held["window_buffers"] == round(2 * 48000 * 2 / 2**20, 3) and held["history"] in (0.0, 0.371)
 
 
 def test_offline_mode_measures_only_scan_and_scan_workers_on_request() -> None:
