@@ -32,6 +32,9 @@ CHECKPOINT_VERSION = 1
 SHIFT_PREFIX = "score_shift."
 
 
+POOLINGS = ("mean", "mean+std")
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     """Shape of the net; depth = len(channels)."""
@@ -47,8 +50,13 @@ class Architecture:
     """Per member: True subtracts each mel band's mean over the window from the features first, so that a
     channel's colouring cancels — and so does the voice's average spectrum; False keeps the spectrum's shape.
     Left empty: every member centres."""
+    pooling: str = "mean"
+    """Over time: `mean` (global average pool) or `mean+std` (the standard deviation of each channel beside
+    its mean, so that how a voice varies over the window reaches the embedding too)."""
 
     def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling is {self.pooling!r}, not one of {', '.join(POOLINGS)}")
         if not self.centre_bands:  # frozen: set once, here
             object.__setattr__(self, "centre_bands", (True,) * self.members)
         if len(self.centre_bands) != self.members:
@@ -73,12 +81,22 @@ class Architecture:
             embedding_dim=int(data["embedding_dim"]),
             members=members,
             centre_bands=tuple(centre_bands),
+            pooling=str(data.get("pooling", "mean")),  # models from before statistics pooling average
         )
 
 
 def centre_each_band(features: torch.Tensor) -> torch.Tensor:
     """[..., n_mels, frames] less each band's mean over the frames: a channel's fixed colouring cancels."""
     return features - features.mean(dim=-1, keepdim=True)
+
+
+def pool_over_time(hidden: torch.Tensor, pooling: str) -> torch.Tensor:
+    """[B, C, T] (or [B, C, 1, T]) → [B, C] means, or [B, 2C] means and standard deviations for `mean+std`."""
+    hidden = hidden.flatten(2)
+    mean = hidden.mean(dim=-1)
+    if pooling == "mean":
+        return mean
+    return torch.cat([mean, hidden.var(dim=-1, unbiased=False).clamp_min(1e-8).sqrt()], dim=1)
 
 
 class ConvBlock(nn.Sequential):
@@ -92,7 +110,8 @@ class ConvBlock(nn.Sequential):
 
 
 class EmbedderNet(nn.Module):
-    """Conv1d blocks over time → global average pool → linear → L2 normalisation."""
+    """Conv1d blocks over time → global average pool (with the standard deviation, `mean+std`) → linear → L2
+    normalisation."""
 
     def __init__(self, n_mels: int, architecture: Architecture) -> None:
         super().__init__()
@@ -101,13 +120,14 @@ class EmbedderNet(nn.Module):
         self.blocks = nn.Sequential(
             *(ConvBlock(i, o, architecture.kernel_size) for i, o in zip(widths, widths[1:], strict=False))
         )
-        self.project = nn.Linear(widths[-1], architecture.embedding_dim)
+        pooled_width = widths[-1] * (2 if architecture.pooling == "mean+std" else 1)
+        self.project = nn.Linear(pooled_width, architecture.embedding_dim)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[B, n_mels, frames] → [B, embedding_dim] unit vectors."""
         if self.architecture.centre_bands[0]:
             features = centre_each_band(features)
-        pooled = self.blocks(features).mean(dim=-1)
+        pooled = pool_over_time(self.blocks(features), self.architecture.pooling)
         return F.normalize(self.project(pooled), dim=-1)
 
 
@@ -151,7 +171,7 @@ def serve(net: EmbedderNet | SideBySide, features: torch.Tensor) -> torch.Tensor
             weight = (conv.weight * scale[:, None, None]).unsqueeze(2)
             bias = norm.bias - norm.running_mean * scale
             hidden = F.max_pool2d(F.relu_(F.conv2d(hidden, weight, bias, padding=(0, conv.padding[0]))), (1, 2))
-        outputs.append(F.normalize(member.project(hidden.mean(dim=(2, 3))), dim=-1))
+        outputs.append(F.normalize(member.project(pool_over_time(hidden, member.architecture.pooling)), dim=-1))
     if isinstance(net, EmbedderNet):
         return outputs[0]
     return torch.cat(outputs, dim=1) / math.sqrt(len(outputs))

@@ -132,13 +132,14 @@ def test_serving_gives_the_nets_embeddings_with_batch_norms_folded_and_activatio
     torch.manual_seed(2)
     nets = [EmbedderNet(128, Architecture((24, 16, 8), kernel, 12, centre_bands=(centre,))).eval()
             for kernel, centre in ((3, True), (5, False), (3, False))]
+    nets.append(EmbedderNet(128, Architecture((24, 16, 8), 3, 12, pooling="mean+std")).eval())
     for norm in (m for net in nets for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d)):
         for values, low, high in ((norm.running_mean, -1, 1), (norm.running_var, 0.3, 3), (norm.weight, 0.5, 2),
                                   (norm.bias, -0.5, 0.5)):
             values.data.uniform_(low, high)
     features = torch.randn(6, 128, 97) * 3  # an odd number of frames: every pooling drops its last one
     with torch.inference_mode():
-        for net in (nets[0], nets[1], fuse([nets[0], nets[2]])):
+        for net in (nets[0], nets[1], fuse([nets[0], nets[2]]), nets[3], fuse([nets[3], nets[3]])):
             assert torch.allclose(serve(net, features), net(features), atol=1e-6)
         assert torch.allclose(serve(nets[0], features[:1]), nets[0](features[:1]), atol=1e-6)
 
@@ -194,3 +195,16 @@ def test_device_auto_picks_cuda_only_when_present() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             pick_device("cuda")
+
+
+def test_a_statistics_pooling_net_round_trips_through_a_model_file_and_unknown_poolings_are_refused(
+        tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    statistics = Embedder.create(Architecture((32,), 3, 16, pooling="mean+std"))
+    statistics.save(tmp_path / "model")
+    loaded = Embedder.load(tmp_path / "model", device="cpu")
+    features = torch.randn(2, 128, 98)
+    assert loaded.net.architecture.pooling == "mean+std" and loaded.net.project.in_features == 64
+    assert torch.equal(loaded.embed_features(features), statistics.embed_features(features))
+    with pytest.raises(ValueError, match="pooling"):
+        Architecture((32,), 3, 16, pooling="max")

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from voicewatch.atomicfile import atomic_write_bytes
-from voicewatch.embedder import Architecture, Embedder, EmbedderNet
+from voicewatch.embedder import POOLINGS, Architecture, Embedder, EmbedderNet
 from voicewatch.features import FeatureSettings
 from voicewatch.training.augment import BED_SHARE, MUSIC_SHARE, check_music_share
 from voicewatch.training.classifier import MarginClassifier
@@ -177,7 +177,7 @@ def train(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     settings = FeatureSettings()
     architecture = Architecture(tuple(int(c) for c in args.channels.split(",")), args.kernel_size, args.embedding_dim,
-                                centre_bands=(not args.keep_band_means,))
+                                centre_bands=(not args.keep_band_means,), pooling=args.pooling)
     teacher = load_teacher(args.teacher) if args.teacher else None
     online = isinstance(teacher, ModelTeacher)  # embeds each batch's own features; others embed clean windows up front
     if online and teacher.settings != settings:
@@ -301,6 +301,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", default="128,128,128", help="Conv1d widths, one per block")
     parser.add_argument("--kernel-size", type=int, default=3)
     parser.add_argument("--embedding-dim", type=int, default=64)
+    parser.add_argument("--pooling", choices=POOLINGS, default="mean",
+                        help="over time: global average (mean) or mean and standard deviation (mean+std)")
     parser.add_argument("--margin", type=float, default=0.3)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-speakers", type=int, default=16)
