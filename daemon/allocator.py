@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from collections.abc import Callable
 
 
@@ -23,6 +24,9 @@ def _find_trim() -> Callable[[int], int] | None:
 
 
 _TRIM = _find_trim()
+
+TRIM_EVERY_S = 10.0
+"""How often a long-running process (the core, each shard worker) hands its free heap back."""
 
 
 def release_free_memory() -> bool:
@@ -55,3 +59,12 @@ def heap_bytes() -> dict[str, int]:
         return {}
     info = _MALLINFO2()
     return {"heap_in_use": info.uordblks, "heap_free": info.fordblks, "mmapped": info.hblkhd}
+
+
+def resident_bytes() -> int:
+    """This process's resident set (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from voicewatch.allocator import heap_bytes
+from voicewatch.allocator import heap_bytes, resident_bytes
 from voicewatch.bank import SpeakerBank
 from voicewatch.deskcontrol import DeskCommands
 from voicewatch.enrollment import embed_clips
@@ -39,26 +38,20 @@ class ControlError(ValueError):
 
 
 def held_memory_mib(core: Any) -> dict[str, float]:
-    """MiB held by each per-stream structure of the core, what malloc holds, and the process's RSS."""
+    """MiB held by each per-stream structure of the core (and of its shard workers, where it has them), what the
+    core's malloc holds, and the RSS of the core and of its workers together."""
     pipeline = core.pipeline
+    workers = core.shards.memory() if core.shards is not None else {"window_buffers": 0, "rss": 0}
     held = {
-        "window_buffers": sum(buffer.nbytes for buffer in core.ingest.buffers.values()),
+        "window_buffers": sum(buffer.nbytes for buffer in core.ingest.buffers.values()) + workers["window_buffers"],
         "shared_frames": pipeline.frames.held_bytes(),
         "history": pipeline.history.held_bytes() if pipeline.history is not None else 0,
         "clip_audio": 2 * core.evidence.audio.held_samples() if core.evidence is not None else 0,
         **heap_bytes(),
         "rss": resident_bytes(),
+        "workers_rss": workers["rss"],
     }
     return {name: round(count / 2**20, 3) for name, count in held.items()}
-
-
-def resident_bytes() -> int:
-    """This process's resident set (0 where /proc is not there)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0
 
 
 def _arg(request: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:

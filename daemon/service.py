@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import zmq
 
-from voicewatch.allocator import release_free_memory
+from voicewatch.allocator import TRIM_EVERY_S, release_free_memory
 from voicewatch.bank import SpeakerBank
 from voicewatch.config import Config
 from voicewatch.control import TRANSPORT_FACTOR, Controller
@@ -45,8 +45,6 @@ from voicewatch.systemd import Notifier
 from voicewatch.windows import Window
 
 _LOG = logging.getLogger(__name__)
-TRIM_EVERY_S = 10.0
-"""How often the core hands the heap's free pages back to the system (allocator.py)."""
 
 
 @dataclasses.dataclass

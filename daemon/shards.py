@@ -174,6 +174,11 @@ class Shards:
                  "stage_seconds": {k: round(v, 6) for k, v in worker.stats.get("stages", {}).items()}}
                 for worker in self.workers]
 
+    def memory(self) -> dict[str, int]:
+        """Bytes the workers hold, by their last reports: window buffers and resident sets, summed."""
+        return {name: sum(worker.stats.get("memory", {}).get(name, 0) for worker in self.workers)
+                for name in ("window_buffers", "rss")}
+
     def close(self) -> None:
         self.front.stop()
         for worker in self.workers:

@@ -22,6 +22,7 @@ import torch
 import zmq
 
 from voicewatch import batchwire
+from voicewatch.allocator import TRIM_EVERY_S, release_free_memory, resident_bytes
 from voicewatch.config import Config
 from voicewatch.features import FeatureExtractor, FeatureSettings
 from voicewatch.ingest import Ingest
@@ -64,7 +65,7 @@ def run_shard(index: int, frames_endpoint: str, batches_endpoint: str, config: C
     shard = _Shard(index, config)
     shard.frames = SharedFrames(FeatureExtractor(settings), timed=shard.stages.timed)
     push.send_multipart([json.dumps({"hello": index, "pid": os.getpid()}).encode()])
-    next_stats = time.monotonic()
+    next_stats = next_trim = time.monotonic()
     try:
         while os.getppid() == parent:
             if pull.poll(STATS_S * 1000):
@@ -75,6 +76,9 @@ def run_shard(index: int, frames_endpoint: str, batches_endpoint: str, config: C
             if time.monotonic() >= next_stats:
                 push.send_multipart([json.dumps({"worker": index, "stats": shard.stats()}).encode()])
                 next_stats = time.monotonic() + STATS_S
+            if time.monotonic() >= next_trim:  # as the core does: each tick's freed batch back to the system
+                release_free_memory()
+                next_trim = time.monotonic() + TRIM_EVERY_S
     finally:
         pull.close(linger=0)
         push.close(linger=0)
@@ -116,4 +120,5 @@ class _Shard:
         return {"frames": self.ingest.frames, "dropped": dict(self.ingest.dropped),
                 "shed": dict(self.shedder.dropped), "stages": dict(self.stages.seconds),
                 "windows": self.windows,
+                "memory": {"window_buffers": sum(b.nbytes for b in self.ingest.buffers.values()), "rss": resident_bytes()},
                 "streams": [dataclasses.astuple(state) for state in self.ingest.streams()]}

@@ -105,6 +105,8 @@ def test_a_killed_shard_is_restarted_its_streams_get_gaps_and_the_other_streams_
 
         sender.start()
         until(lambda: all(any(s in w["streams"] and w["windows"] >= 2 for w in workers()) for s in ("one", "two")))
+        memory = request(daemon.control, {"cmd": "status"})["memory_mib"]  # the workers' buffers and processes count
+        assert memory["window_buffers"] > 0 and memory["workers_rss"] > 10
         garbage = zmq.Context.instance().socket(zmq.PUSH)
         garbage.connect(daemon.ingest)
         garbage.send_multipart([b"one", b"{}"])  # two parts: counted by the worker, nothing else changes

@@ -13,9 +13,8 @@ import sys
 import numpy as np
 import torch
 
-from voicewatch.allocator import heap_bytes, release_free_memory
+from voicewatch.allocator import heap_bytes, release_free_memory, resident_bytes
 from voicewatch.config import Config
-from voicewatch.control import resident_bytes
 from voicewatch.history import EmbeddingHistory
 from voicewatch.ingest import Ingest
 from voicewatch.pipeline import Pipeline
