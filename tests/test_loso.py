@@ -73,3 +73,16 @@ def test_models_that_are_not_folds_or_name_unknown_sources_are_refused(corpus: P
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr
     nothing = run_cli("loso", "--corpus", str(corpus))
     assert nothing.returncode == 2 and "one or more FOLD_MODEL" in nothing.stderr
+
+
+def test_folds_of_the_same_held_out_sources_fuse_into_a_fold_and_others_are_refused(corpus: Path, tmp_path: Path) -> None:
+    one, two = (fold_model(tmp_path / f"{name}.safetensors", ["a-data"]) for name in ("one", "two"))
+    fused = tmp_path / "fused.safetensors"
+    done = run_cli("fuse", str(one), str(two), "--corpus", str(corpus), "--out", str(fused), timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["held_out"] == ["a-data"]  # its threshold fixed without a-data's voices
+    scored = run_cli("loso", str(fused), "--corpus", str(corpus), "--conditions", "clean", timeout=600)
+    assert scored.returncode == 0 and json.loads(scored.stdout)["folds"][0]["held_out"] == ["a-data"], scored.stderr
+    other = fold_model(tmp_path / "other.safetensors", ["b-data"])
+    refused = run_cli("fuse", str(one), str(other), "--corpus", str(corpus), "--out", str(tmp_path / "x.safetensors"))
+    assert refused.returncode == 2 and "held out the same sources" in refused.stderr, refused.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
 from voicewatch.enrollment import enrollment_windows, load_clip
 from voicewatch.features import FeatureExtractor, FeatureSettings
@@ -133,3 +134,10 @@ def without_sources(windows: Windows, corpus: Path, sources: tuple[str, ...]) ->
               len(windows.speakers), int(rows.sum()), len(rows))
     return Windows(windows.features[rows], renumber[windows.labels[rows]], [windows.speakers[k] for k in kept],
                    windows.targets[rows] if windows.targets is not None else None)
+
+
+def held_out_sources(path: Path) -> tuple[str, ...]:
+    """The sources a model's training held out (`train --hold-out`), sorted; () for a model that held none out."""
+    with safe_open(str(path), "pt") as weights:
+        info = json.loads((weights.metadata() or {}).get("info", "{}"))
+    return tuple(sorted(info.get("held_out") or ()))

@@ -1,6 +1,7 @@
 """`voicewatch fuse`: nets trained apart (`voicewatch train --seed 1`, `--seed 2`, …) joined into one model file
 that runs them side by side, its cosine the mean of theirs; its threshold is fixed afresh on the corpus'
-validation windows the way `train` fixes one net's."""
+validation windows the way `train` fixes one net's. Fold models (`train --hold-out`) fuse only with folds that held out
+the same sources; the fused model holds them out too, its threshold fixed without their voices."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from voicewatch.embedder import Embedder, fuse
-from voicewatch.training.data import validation_windows
+from voicewatch.training.data import held_out_sources, validation_windows, without_sources
 from voicewatch.training.train import (
     add_threshold_argument,
     check_corpus,
@@ -35,11 +36,17 @@ def fuse_models(paths: list[Path], corpus: Path, seed: int, false_alarm: float, 
                              "the fused model")
     if len({member.settings for member in members}) != 1:
         raise ValueError("fuse needs models trained on the same features")
+    held_out = {held_out_sources(path) for path in paths}
+    if len(held_out) != 1:
+        raise ValueError(f"fuse needs models that held out the same sources, not {' and '.join(map(str, sorted(held_out)))}")
+    sources = held_out.pop()
     net = fuse([member.net for member in members])
-    val = validation_windows(corpus, members[0].settings, seed, cache)
+    val = without_sources(validation_windows(corpus, members[0].settings, seed, cache), corpus, sources)
     threshold = validation_threshold(net, val, false_alarm)
     info = {"threshold": round(threshold, 4), "threshold_false_alarm": false_alarm, "seed": seed,
             "members": [{"file": path.name, "id": member.model_id} for path, member in zip(paths, members, strict=True)]}
+    if sources:
+        info["held_out"] = list(sources)
     return Embedder(net, members[0].settings), info
 
 

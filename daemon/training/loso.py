@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
 from voicewatch.config import load_config
 from voicewatch.embedder import Embedder
 from voicewatch.enrollment import enrollment_windows, exemplar_windows
-from voicewatch.training.data import check_sources, corpus_sources
+from voicewatch.training.data import check_sources, corpus_sources, held_out_sources
 from voicewatch.training.errorrates import eer, min_dcf, rates_at, threshold_at_false_alarm
 from voicewatch.training.segments import scan_finder, segment_counts, segment_scores, window_finder
 from voicewatch.training.streams import CONDITIONS, RATE, build_streams, recorded_music, split_clips
@@ -50,9 +49,7 @@ class Fold:
 def load_fold(path: Path) -> Fold:
     """The model and the `held_out` its training recorded; a model that held nothing out is refused."""
     embedder = Embedder.load(path, device="cpu")
-    with safe_open(str(path), "pt") as weights:
-        info = json.loads((weights.metadata() or {}).get("info", "{}"))
-    held_out = tuple(info.get("held_out") or ())
+    held_out = held_out_sources(path)
     if not held_out:
         raise ValueError(f"{path}: not a fold model, its training held no source out (voicewatch train --hold-out SOURCE)")
     return Fold(path, embedder, held_out)
