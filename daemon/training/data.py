@@ -140,4 +140,17 @@ def held_out_sources(path: Path) -> tuple[str, ...]:
     """The sources a model's training held out (`train --hold-out`), sorted; () for a model that held none out."""
     with safe_open(str(path), "pt") as weights:
         info = json.loads((weights.metadata() or {}).get("info", "{}"))
-    return tuple(sorted(info.get("held_out") or ()))
+    held_out = (info.get("held_out") if isinstance(info, dict) else None) or []
+    if not isinstance(held_out, list) or not all(isinstance(source, str) for source in held_out):
+        raise ValueError(f"{path}: its held_out is {held_out!r}, not a list of source names")
+    return tuple(sorted(held_out))
+
+
+def threshold_windows(corpus: Path, settings: FeatureSettings, seed: int, cache: Path | None,
+                      held_out: tuple[str, ...]) -> Windows:
+    """The validation windows a threshold is fixed on: none of a held-out source's voices (ValueError when fewer than
+    two voices are left)."""
+    val = without_sources(validation_windows(corpus, settings, seed, cache), corpus, held_out)
+    if len(val.speakers) < 2:
+        raise ValueError(f"holding out {','.join(held_out)} leaves fewer than two validation voices to fix the threshold on")
+    return val

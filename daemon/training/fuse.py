@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from voicewatch.embedder import Embedder, fuse
-from voicewatch.training.data import held_out_sources, validation_windows, without_sources
+from voicewatch.training.data import held_out_sources, threshold_windows
 from voicewatch.training.train import (
     add_threshold_argument,
     check_corpus,
@@ -38,10 +38,11 @@ def fuse_models(paths: list[Path], corpus: Path, seed: int, false_alarm: float, 
         raise ValueError("fuse needs models trained on the same features")
     held_out = {held_out_sources(path) for path in paths}
     if len(held_out) != 1:
-        raise ValueError(f"fuse needs models that held out the same sources, not {' and '.join(map(str, sorted(held_out)))}")
+        described = " and ".join(sorted(",".join(sources) or "none" for sources in held_out))
+        raise ValueError(f"fuse needs models that held out the same sources, not {described}")
     sources = held_out.pop()
     net = fuse([member.net for member in members])
-    val = without_sources(validation_windows(corpus, members[0].settings, seed, cache), corpus, sources)
+    val = threshold_windows(corpus, members[0].settings, seed, cache, sources)
     threshold = validation_threshold(net, val, false_alarm)
     info = {"threshold": round(threshold, 4), "threshold_false_alarm": false_alarm, "seed": seed,
             "members": [{"file": path.name, "id": member.model_id} for path, member in zip(paths, members, strict=True)]}

@@ -32,7 +32,7 @@ from voicewatch.embedder import POOLINGS, Architecture, Embedder, EmbedderNet
 from voicewatch.features import FeatureSettings
 from voicewatch.training.augment import BED_SHARE, MUSIC_SHARE, check_music_share
 from voicewatch.training.classifier import MarginClassifier
-from voicewatch.training.data import Windows, build_windows, check_sources, validation_windows, without_sources
+from voicewatch.training.data import Windows, build_windows, check_sources, threshold_windows, without_sources
 from voicewatch.training.distill import ModelTeacher, distill_loss, load_teacher, similarity_loss
 from voicewatch.training.errorrates import threshold_at_false_alarm
 from voicewatch.training.memory import Memory
@@ -191,9 +191,7 @@ def train(args: argparse.Namespace) -> dict:
         args.corpus, "train", settings, args.copies, args.seed, speeds=speeds, teacher=clean_teacher,
         music_share=args.music_share))
     data = without_sources(data, args.corpus, held_out)  # after the cache: every held-out choice shares its windows
-    val = without_sources(validation_windows(args.corpus, settings, args.seed, args.window_cache), args.corpus, held_out)
-    if len(val.speakers) < 2:
-        raise ValueError(f"--hold-out {','.join(held_out)} leaves fewer than two validation voices to fix the threshold on")
+    val = threshold_windows(args.corpus, settings, args.seed, args.window_cache, held_out)
     net = EmbedderNet(settings.n_mels, architecture)
     if args.init is not None:
         try:
