@@ -86,3 +86,14 @@ def test_folds_of_the_same_held_out_sources_fuse_into_a_fold_and_others_are_refu
     other = fold_model(tmp_path / "other.safetensors", ["b-data"])
     refused = run_cli("fuse", str(one), str(other), "--corpus", str(corpus), "--out", str(tmp_path / "x.safetensors"))
     assert refused.returncode == 2 and "held out the same sources" in refused.stderr, refused.stderr
+
+
+def test_a_calibrated_fold_meets_no_voice_of_its_held_out_sources(tmp_path: Path) -> None:
+    sources = {"low": "a-data", "mid": "b-data", "high": "b-data", "deep": "b-data", "bright": "b-data"}
+    corpus = synthetic_corpus(tmp_path / "corpus", {"train": VOICES[:3], "val": VOICES[3:]}, clips=4, sources=sources)
+    fold, calibrated = fold_model(tmp_path / "fold.safetensors", ["a-data"]), tmp_path / "calibrated.safetensors"
+    done = run_cli("calibrate", str(fold), "--corpus", str(corpus), "--out", str(calibrated), timeout=600)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["score_shift"]["training_voices"] == 2  # low (a-data) fits nothing
+    assert info["held_out"] == ["a-data"]  # still a fold for voicewatch loso

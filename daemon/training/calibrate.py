@@ -6,7 +6,8 @@ held-out ones, each heard window clean and under every broadcast condition of th
 at 10 dB SNR, the bed from the training split's recorded music; telephone band; MP2). From these trials:
 for each condition, how much lower than on clean speech its scores balance misses and false alarms (the
 offset), and a linear classifier that tells the conditions apart from a window's band statistics. The
-held-out voices only fix the threshold, as before.
+validation voices only fix the threshold, as before. A fold model (`train --hold-out`) meets no voice of the
+sources it held out here either.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from voicewatch.embedder import Embedder
 from voicewatch.enrollment import enrollment_windows, exemplar_windows
 from voicewatch.scoreshift import ScoreShift, band_statistics
-from voicewatch.training.data import validation_windows
+from voicewatch.training.data import corpus_sources, held_out_sources, threshold_windows
 from voicewatch.training.errorrates import eer_threshold
 from voicewatch.training.streams import CONDITIONS, RATE, recorded_music, split_clips, training_voices
 from voicewatch.training.train import (
@@ -48,9 +49,12 @@ class ConditionTrials:
     impostor: np.ndarray
 
 
-def calibration_voices(corpus: Path) -> dict[str, list[Path]]:
-    """The training split's recorded voices with three clips or more (one enrolls, two are heard); at least two."""
-    voices = {name: files for name, files in training_voices(corpus).items() if len(files) >= 3}
+def calibration_voices(corpus: Path, held_out: tuple[str, ...] = ()) -> dict[str, list[Path]]:
+    """The training split's recorded voices with three clips or more (one enrolls, two are heard), less the voices of
+    the sources the model's training held out; at least two."""
+    source_of = corpus_sources(corpus)
+    voices = {name: files for name, files in training_voices(corpus).items()
+              if len(files) >= 3 and source_of.get(name) not in held_out}
     if len(voices) < 2:
         raise ValueError(f"{corpus}: fewer than two recorded training voices with three clips or more")
     return voices
@@ -116,10 +120,11 @@ def calibrate(model: Path, corpus: Path, seed: int, false_alarm: float, cache: P
     check_corpus(corpus)
     embedder = Embedder.load(model, device="cpu")
     embedder.shift = None  # a model calibrated before is calibrated afresh from its net
-    voices = calibration_voices(corpus)
+    held_out = held_out_sources(model)  # a fold model stays a fold model: nothing of its held-out sources fits it
+    voices = calibration_voices(corpus, held_out)
     trials = condition_trials(embedder, corpus, voices, seed)
     shift, accuracy = fit_shift(trials, embedder.settings.n_mels)
-    val = validation_windows(corpus, embedder.settings, seed, cache)
+    val = threshold_windows(corpus, embedder.settings, seed, cache, held_out)
     before = validation_threshold(embedder.net, val, false_alarm)
     threshold = validation_threshold(embedder.net, val, false_alarm, shift)
     calibrated = Embedder(embedder.net, embedder.settings, shift=shift)
