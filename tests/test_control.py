@@ -48,7 +48,8 @@ def test_status_reports_live_streams_and_counters(core: Daemon) -> None:
     assert 1 <= status["batches"] <= status["windows"]
     assert set(status["stage_seconds"]) >= {"ingest", "resample", "log_mel", "embed", "match", "detect", "publish"}
     memory = status["memory_mib"]  # the stream ended: its buffer is gone, its history's whole ring stays
-    assert memory["window_buffers"] == 0 and memory["history"] == round(300 * (2 * 640 + 16) / 2**20, 3)
+    dim = SpeakerBank.load(DEMO_BANK).dim  # the shipped model's embedding
+    assert memory["window_buffers"] == 0 and memory["history"] == round(300 * (2 * dim + 16) / 2**20, 3)
     assert memory["rss"] > memory["heap_in_use"] > 0
     cli = run_cli("status", "--connect", core.control, "--json")
     assert cli.returncode == 0 and json.loads(cli.stdout)["frames"] == status["frames"]

@@ -39,7 +39,7 @@ def test_csv_has_one_row_per_segment_with_its_clip_and_review(monitored: tuple[D
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [(r["channel"], r["speaker"]) for r in rows] == [("ch1", "alice")] * 3 + [("ch2", "alice")] * 3
-    assert [float(r["seconds"]) for r in rows] == [15.0, 13.0, 11.0] * 2
+    assert [float(r["seconds"]) for r in rows] == [14.0, 12.0, 11.0] * 2
     assert all(r["clip"].startswith("file://") and r["clip"].endswith(".flac") and Path(r["clip"][7:]).exists() for r in rows)
     assert [r["review"] for r in rows] == ["", "", "", "", "rejected", ""]
     later = run_cli("report", "--since", str(origin + 150), "--csv", "-c", str(daemon.config))
@@ -53,7 +53,7 @@ def test_html_sums_airtime_per_channel_and_speaker(monitored: tuple[Daemon, floa
                      "--clip-link", "http://127.0.0.1:8090/api/clips/{id}")
     assert result.returncode == 0, result.stderr
     page = out.read_text()
-    assert "<td>ch1</td><td>alice</td><td>3</td><td>0:00:39</td><td>3</td>" in page
+    assert "<td>ch1</td><td>alice</td><td>3</td><td>0:00:37</td><td>3</td>" in page
     assert page.count('href="http://127.0.0.1:8090/api/clips/') == 6 and "<script" not in page
 
 

@@ -64,11 +64,11 @@ def test_a_rejected_false_alarm_stops_firing_on_the_same_audio(tmp_path: Path) -
 
 def test_a_confirmed_detection_raises_the_score_of_a_later_different_clip_of_the_same_voice(desk: Daemon) -> None:
     first, later = detections(desk, DEMO_RECORDING, "before")[:2]
-    assert (first.start, later.start) == (0.5, 39.5)
+    assert (first.start, later.start) == (0.5, 40.5)
     reply = request(desk.control, {"cmd": "review", "id": first.clip, "verdict": "confirm", "who": "desk1"})
     assert reply["added"] > 5 and reply["speaker"] == "alice"
     assert len(SpeakerBank.load(desk.bank_path).exemplars("alice")) == 38 + reply["added"] - reply["evicted"]
-    again = [e for e in detections(desk, DEMO_RECORDING, "after") if e.start == later.start]
+    again = [e for e in detections(desk, DEMO_RECORDING, "after") if abs(e.start - later.start) <= 1.0]  # may start a hop early
     assert len(again) == 1 and again[0].mean > later.mean + 0.01
 
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 
 from daemon_harness import run_cli
+from voicewatch.bank import SpeakerBank
+from voicewatch.shipped import DEMO_BANK
 
-STREAMS, HISTORY_S, DIM = 4, 8.0, 640
+STREAMS, HISTORY_S = 4, 8.0
+DIM = SpeakerBank.load(DEMO_BANK).dim  # the shipped model's embedding
 
 
 def test_rss_levels_off_and_fds_stay_flat_once_the_history_has_filled() -> None:
