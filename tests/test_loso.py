@@ -97,3 +97,15 @@ def test_a_calibrated_fold_meets_no_voice_of_its_held_out_sources(tmp_path: Path
     info = json.loads(done.stdout)
     assert info["score_shift"]["training_voices"] == 2  # low (a-data) fits nothing
     assert info["held_out"] == ["a-data"]  # still a fold for voicewatch loso
+    lonely = fold_model(tmp_path / "lonely.safetensors", ["b-data"])  # leaves low alone
+    refused = run_cli("calibrate", str(lonely), "--corpus", str(corpus), "--out", str(tmp_path / "x.safetensors"))
+    assert refused.returncode == 2 and "once the voices of b-data" in refused.stderr, refused.stderr
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_model_whose_held_out_is_not_a_list_of_source_names_is_refused(corpus: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "odd.safetensors"
+    Embedder.create(Architecture((16, 16))).save(odd, extra={"threshold": 0.6, "held_out": "a-data"})
+    refused = run_cli("loso", str(odd), "--corpus", str(corpus), "--conditions", "clean")
+    assert refused.returncode == 2 and "not a list of source names" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr

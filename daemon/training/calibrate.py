@@ -56,7 +56,8 @@ def calibration_voices(corpus: Path, held_out: tuple[str, ...] = ()) -> dict[str
     voices = {name: files for name, files in training_voices(corpus).items()
               if len(files) >= 3 and source_of.get(name) not in held_out}
     if len(voices) < 2:
-        raise ValueError(f"{corpus}: fewer than two recorded training voices with three clips or more")
+        less = f" once the voices of {','.join(held_out)} (held out by the model's training) are left out" if held_out else ""
+        raise ValueError(f"{corpus}: fewer than two recorded training voices with three clips or more{less}")
     return voices
 
 
